@@ -1,0 +1,1 @@
+"""textbatch service: HTTP API, storage, queue, workers and LLM clients."""

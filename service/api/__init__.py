@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI app, one router per resource, errors turned into responses."""

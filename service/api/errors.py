@@ -1,0 +1,108 @@
+"""The one place where errors become HTTP responses of the shape ``{"error": {...}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dramatiq.errors
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from redis import exceptions as redis_errors
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import BatchRejected, RouterUnavailable, TextbatchError
+
+log = logging.getLogger(__name__)
+
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+
+def error_body(
+    error_type: str,
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    line: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": error_type,
+            "code": code,
+            "message": message,
+            "param": param,
+            "line": line,
+        }
+    }
+
+
+def _textbatch_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, TextbatchError)
+    body = error_body(exc.error_type, exc.code, exc.message, param=exc.param, line=exc.line)
+    if isinstance(exc, BatchRejected):
+        body["error"]["lines"] = [fault.as_dict() for fault in exc.faults]
+        body["error"]["more_lines"] = exc.more
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return ORJSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def _request_validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(part) for part in first["loc"][1:]) or None
+    return ORJSONResponse(
+        error_body("invalid_request_error", "invalid_request", str(first["msg"]), param=param),
+        status_code=400,
+    )
+
+
+def _http_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    return ORJSONResponse(
+        error_body(error_type, code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+def _router_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+    log.warning("Redis unavailable while serving %s: %s", request.url.path, type(exc).__name__)
+    return _textbatch_error(
+        request,
+        RouterUnavailable("The batch router cannot reach its Redis store; try again shortly."),
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    log.exception("unexpected error serving %s %s", request.method, request.url.path)
+    return ORJSONResponse(
+        error_body("server_error", "internal_error", "The server failed to handle the request."),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TextbatchError, _textbatch_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for redis_fault in (
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+        dramatiq.errors.ConnectionError,
+    ):
+        app.add_exception_handler(redis_fault, _router_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

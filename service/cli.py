@@ -1,0 +1,130 @@
+"""The ``textbatch`` command: ``serve`` (API and workers together), ``api`` and ``worker`` apart."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from service.api.app import create_app
+from service.auth import ensure_generated_key
+from service.redis_server import EmbeddedValkey, resolve_redis_url
+from service.settings import Settings, load_settings
+from service.worker import run_worker
+
+log = logging.getLogger("textbatch")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _announce_key(settings: Settings) -> None:
+    """Make sure the service is never open: generate and print a key when none is set."""
+    if settings.configured_api_keys():
+        return
+    key, created = ensure_generated_key(settings.data_dir)
+    where = settings.data_dir / "api-key"
+    verb = "Generated" if created else "Using"
+    print(f"{verb} API key (kept in {where}):\n\n    {key}\n", flush=True)
+
+
+def _serve_http(settings: Settings, redis_url: str) -> None:
+    app = create_app(settings, redis_url)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
+    )
+    uvicorn.Server(config).run()
+
+
+def _start_workers(count: int, redis_url: str) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "TEXTBATCH_REDIS_URL": redis_url}
+    return [
+        subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)
+        for _ in range(count)
+    ]
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for process in workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in workers:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def command_serve(settings: Settings, workers: int) -> None:
+    _announce_key(settings)
+    redis_url, embedded = resolve_redis_url(settings)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes = _start_workers(workers, redis_url)
+        _serve_http(settings, redis_url)
+    finally:
+        _stop_workers(processes)
+        _stop_embedded(embedded)
+
+
+def command_api(settings: Settings) -> None:
+    _announce_key(settings)
+    redis_url, embedded = resolve_redis_url(settings)
+    if embedded is not None:
+        print(f"Embedded Redis at {redis_url}; start workers with TEXTBATCH_REDIS_URL={redis_url}")
+    try:
+        _serve_http(settings, redis_url)
+    finally:
+        _stop_embedded(embedded)
+
+
+def command_worker(settings: Settings) -> None:
+    if settings.redis_url is None:
+        sys.exit("textbatch worker needs TEXTBATCH_REDIS_URL: the Redis the API queues into.")
+    run_worker(settings, settings.redis_url)
+
+
+def _stop_embedded(embedded: EmbeddedValkey | None) -> None:
+    if embedded is not None:
+        embedded.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="textbatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API and workers together")
+    api = commands.add_parser("api", help="run the HTTP API only")
+    for sub in (serve, api):
+        sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+        sub.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    commands.add_parser("worker", help="run a worker that executes queued lines")
+    args = parser.parse_args(argv)
+
+    overrides = {
+        name: getattr(args, name)
+        for name in ("host", "port")
+        if getattr(args, name, None) is not None
+    }
+    settings = load_settings(**overrides)
+    _configure_logging(settings)
+    if args.command == "serve":
+        command_serve(settings, max(1, args.workers))
+    elif args.command == "api":
+        command_api(settings)
+    else:
+        command_worker(settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Every error textbatch raises on purpose, as one small tree.
+
+    TextbatchError                      base; carries code, HTTP status, message
+    ├── InvalidRequest                  400 invalid_request_error
+    │   └── BatchRejected               400, lists every faulty line
+    ├── PayloadTooLarge                 413 over a size or count limit
+    ├── UnsupportedMediaType            415 a content type the route does not read
+    ├── AuthenticationFailed            401 missing or unknown key
+    ├── NotFound                        404 unknown, or another key's
+    ├── Conflict                        409 e.g. batch_not_finished
+    ├── RouterUnavailable               503 Redis cannot take the work
+    └── LLMError                        502 an upstream call failed for good
+        ├── UpstreamRateLimited         429s until the attempts ran out
+        ├── UpstreamTimeout             no answer in time
+        ├── UpstreamFailed              5xx, connection reset, refused
+        ├── UpstreamRejected            a 4xx other than 429: retrying will not help
+        └── InvalidModelOutput          the answer is not JSON or breaks the task schema
+
+Deep code raises these; ``service.api.errors`` alone turns them into HTTP
+responses. Inside a batch an ``LLMError`` becomes that line's ``error``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class LineFault:
+    """One reason one input line was rejected."""
+
+    line: int
+    param: str | None
+    message: str
+    code: str = "invalid_line"
+    custom_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "custom_id": self.custom_id,
+            "param": self.param,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+class TextbatchError(Exception):
+    """Base of every deliberate textbatch error."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.line = line
+
+
+class InvalidRequest(TextbatchError):
+    """The request is malformed or breaks a rule of the API."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BatchRejected(InvalidRequest):
+    """A batch input had faulty lines; nothing of it was stored."""
+
+    code = "invalid_batch"
+
+    def __init__(self, faults: list[LineFault], more: int = 0) -> None:
+        first = faults[0] if faults else None
+        shown = len(faults)
+        summary = f"{shown + more} line fault(s) in the batch input"
+        if more:
+            summary += f"; the first {shown} are listed, {more} more not shown"
+        super().__init__(
+            summary,
+            param=first.param if first else None,
+            line=first.line if first else None,
+        )
+        self.faults = faults
+        self.more = more
+
+
+class PayloadTooLarge(TextbatchError):
+    """The input is over a configured size or count limit."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(TextbatchError):
+    """The body's content type is not one the route reads."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class AuthenticationFailed(TextbatchError):
+    """No API key, or one the service does not know."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(TextbatchError):
+    """The object does not exist, or belongs to another key."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class Conflict(TextbatchError):
+    """The object is not in a state that allows the request."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
+
+
+class RouterUnavailable(TextbatchError):
+    """Redis is down or not configured, so no work can be queued or read."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "batch_router_unavailable"
+
+
+class LLMError(TextbatchError):
+    """An upstream LLM call failed after every attempt allowed."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 1,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+
+class UpstreamRateLimited(LLMError):
+    """The upstream kept answering 429."""
+
+    code = "upstream_rate_limited"
+    retryable = True
+
+
+class UpstreamTimeout(LLMError):
+    """The upstream did not answer within the timeout."""
+
+    code = "upstream_timeout"
+    retryable = True
+
+
+class UpstreamFailed(LLMError):
+    """The upstream answered 5xx or the connection failed."""
+
+    code = "upstream_error"
+    retryable = True
+
+
+class UpstreamRejected(LLMError):
+    """The upstream refused the request with a 4xx other than 429."""
+
+    code = "upstream_rejected"
+
+
+class InvalidModelOutput(LLMError):
+    """The model's answer is not JSON, or not JSON of the task's schema."""
+
+    code = "invalid_model_output"

@@ -1,0 +1,22 @@
+"""Unguessable identifiers: 128 bits of randomness each, prefixed by kind."""
+
+from __future__ import annotations
+
+import secrets
+
+
+def new_id(prefix: str) -> str:
+    """``prefix_`` followed by 32 hex digits from the OS random source."""
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def new_batch_id() -> str:
+    return new_id("batch")
+
+
+def new_line_result_id() -> str:
+    return new_id("batch_req")
+
+
+def new_completion_id() -> str:
+    return new_id("chatcmpl")

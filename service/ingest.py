@@ -1,0 +1,215 @@
+"""Turns a submitted body into staged, validated lines, reading it as a stream.
+
+Nothing is committed here: lines are staged under an expiring key while they
+are checked, and any fault discards the staging and raises ``BatchRejected``
+listing every faulty line (up to ``MAX_LISTED_FAULTS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
+from service.ids import new_id
+from service.line_validation import LineRules, validate_line
+from service.storage import BatchStore
+
+MAX_LISTED_FAULTS = 100
+STAGE_PAGE = 500
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    max_body_bytes: int
+    max_lines: int
+    max_line_bytes: int
+
+
+@dataclass(slots=True)
+class StagedSubmission:
+    """Lines that passed validation and sit in staging, ready to be committed."""
+
+    upload_id: str
+    total: int
+
+
+@dataclass(slots=True)
+class _Collector:
+    """Validates lines one by one, staging the good ones and keeping the first faults."""
+
+    store: BatchStore
+    rules: LineRules
+    limits: IngestLimits
+    upload_id: str = field(default_factory=lambda: new_id("upload"))
+    faults: list[LineFault] = field(default_factory=list)
+    more_faults: int = 0
+    total: int = 0
+    seen: set[str] = field(default_factory=set)
+    page: list[bytes] = field(default_factory=list)
+
+    def add_fault(self, fault: LineFault) -> None:
+        if len(self.faults) < MAX_LISTED_FAULTS:
+            self.faults.append(fault)
+        else:
+            self.more_faults += 1
+
+    async def add_line(self, line_no: int, raw: bytes, parsed: Any = None) -> None:
+        self.total += 1
+        if self.total > self.limits.max_lines:
+            raise PayloadTooLarge(
+                f"The batch has more than {self.limits.max_lines} lines, the limit per batch.",
+                line=line_no,
+            )
+        if parsed is None:
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                reason = (
+                    "The line is not valid UTF-8."
+                    if "utf-8" in str(exc).lower()
+                    else f"The line is not valid JSON: {exc}."
+                )
+                self.add_fault(LineFault(line=line_no, param=None, message=reason))
+                return
+        line_faults = validate_line(parsed, line_no, self.rules, self.seen)
+        for fault in line_faults:
+            self.add_fault(fault)
+        if self.faults or self.more_faults:
+            # Once the batch is doomed there is no point staging more of it.
+            self.page.clear()
+            return
+        self.page.append(raw if parsed is not None and raw else orjson.dumps(parsed))
+        if len(self.page) >= STAGE_PAGE:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.page and not self.faults:
+            await self.store.stage_lines(self.upload_id, self.page)
+        self.page = []
+
+    async def finish(self) -> StagedSubmission:
+        try:
+            if self.total == 0:
+                raise InvalidRequest(
+                    "The batch input is empty: send at least one JSONL line.",
+                    code="empty_batch",
+                    param="body",
+                )
+            if self.faults:
+                raise BatchRejected(self.faults, self.more_faults)
+            await self.flush()
+        except BaseException:
+            await self.store.discard_staging(self.upload_id)
+            raise
+        return StagedSubmission(upload_id=self.upload_id, total=self.total)
+
+
+async def ingest_jsonl(
+    chunks: AsyncIterator[bytes], store: BatchStore, rules: LineRules, limits: IngestLimits
+) -> StagedSubmission:
+    """Validate and stage a JSONL stream without holding the whole body in memory."""
+    collector = _Collector(store, rules, limits)
+    try:
+        received = 0
+        buffer = bytearray()
+        line_no = 0
+        oversized = False
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > limits.max_body_bytes:
+                raise PayloadTooLarge(
+                    f"The request body is larger than {limits.max_body_bytes} bytes, the limit."
+                )
+            if line_no == 0 and not buffer and chunk.startswith(UTF8_BOM):
+                chunk = chunk[len(UTF8_BOM) :]
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                if newline < 0:
+                    if not oversized:
+                        buffer += chunk[start:]
+                        if len(buffer) > limits.max_line_bytes:
+                            oversized = True
+                            buffer.clear()
+                    break
+                if oversized:
+                    line_no += 1
+                    await _oversized(collector, line_no, limits)
+                    oversized = False
+                else:
+                    buffer += chunk[start:newline]
+                    line_no += 1
+                    await _take(collector, line_no, bytes(buffer), limits)
+                    buffer.clear()
+                start = newline + 1
+        if oversized:
+            await _oversized(collector, line_no + 1, limits)
+        elif buffer:
+            await _take(collector, line_no + 1, bytes(buffer), limits)
+    except BaseException:
+        await collector.store.discard_staging(collector.upload_id)
+        raise
+    return await collector.finish()
+
+
+async def _take(collector: _Collector, line_no: int, raw: bytes, limits: IngestLimits) -> None:
+    raw = raw.rstrip(b"\r")
+    if not raw.strip():
+        return  # blank lines (trailing ones above all) carry no request
+    if len(raw) > limits.max_line_bytes:
+        await _oversized(collector, line_no, limits)
+        return
+    await collector.add_line(line_no, raw)
+
+
+async def _oversized(collector: _Collector, line_no: int, limits: IngestLimits) -> None:
+    collector.total += 1
+    collector.add_fault(
+        LineFault(
+            line=line_no,
+            param=None,
+            code="line_too_large",
+            message=f"The line is larger than {limits.max_line_bytes} bytes, the limit per line.",
+        )
+    )
+
+
+async def ingest_requests(
+    requests: Iterable[Any], store: BatchStore, rules: LineRules, limits: IngestLimits
+) -> StagedSubmission:
+    """Validate and stage the ``requests`` array of a JSON submission."""
+    collector = _Collector(store, rules, limits)
+    try:
+        for index, item in enumerate(requests, start=1):
+            await collector.add_line(index, orjson.dumps(item), parsed=item)
+    except BaseException:
+        await store.discard_staging(collector.upload_id)
+        raise
+    return await collector.finish()
+
+
+def validate_metadata(metadata: Any) -> dict[str, str] | None:
+    """Metadata as the hosted API allows it: up to 16 string pairs, keys ≤ 64, values ≤ 512."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("metadata must be an object of string values.", param="metadata")
+    if len(metadata) > 16:
+        raise InvalidRequest("metadata may have at most 16 keys.", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise InvalidRequest(
+                "metadata keys may be at most 64 characters.", param=f"metadata.{key[:64]}"
+            )
+        if not isinstance(value, str):
+            raise InvalidRequest("metadata values must be strings.", param=f"metadata.{key}")
+        if len(value) > 512:
+            raise InvalidRequest(
+                "metadata values may be at most 512 characters.", param=f"metadata.{key}"
+            )
+    return dict(metadata)

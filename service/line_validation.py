@@ -1,0 +1,116 @@
+"""Checks one batch input line against the line contract, naming every fault it finds."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.errors import LineFault
+from tasks.registry import TASKS, get_task
+
+CHAT_COMPLETIONS = "/v1/chat/completions"
+LINE_FIELDS = frozenset({"custom_id", "method", "url", "body"})
+CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+DOCUMENT_FIELDS = ("document", "document_mime_type")
+
+
+@dataclass(frozen=True, slots=True)
+class LineRules:
+    """The limits a line is checked against (from the settings)."""
+
+    max_text_chars: int
+    endpoint: str = CHAT_COMPLETIONS
+
+
+def _fault(line: int, custom_id: str | None, param: str | None, message: str) -> LineFault:
+    return LineFault(line=line, custom_id=custom_id, param=param, message=message)
+
+
+def validate_body(
+    body: Any, rules: LineRules, line: int = 0, custom_id: str | None = None
+) -> list[LineFault]:
+    """Faults of a request body (a line's or a realtime one); params are paths under ``body``."""
+    if not isinstance(body, dict):
+        return [_fault(line, custom_id, "body", "body must be a JSON object.")]
+    faults: list[LineFault] = []
+    for name in DOCUMENT_FIELDS:
+        if name in body:
+            faults.append(
+                _fault(
+                    line,
+                    custom_id,
+                    f"body.{name}",
+                    "Documents are not supported in batches; extract the document's text "
+                    "yourself and pass it in the 'text' field.",
+                )
+            )
+    if faults:
+        return faults
+    model = body.get("model")
+    task = get_task(model) if isinstance(model, str) else None
+    if task is None:
+        allowed = ", ".join(f"'{name}'" for name in TASKS)
+        return [
+            _fault(line, custom_id, "body.model", f"model must be one of {allowed}; got {model!r}.")
+        ]
+    try:
+        task.request_model.model_validate(body)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            path = ".".join(str(part) for part in error["loc"])
+            message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+            faults.append(_fault(line, custom_id, f"body.{path}" if path else "body", message))
+        return faults
+    text = body.get("text")
+    if isinstance(text, str) and len(text) > rules.max_text_chars:
+        faults.append(
+            _fault(
+                line,
+                custom_id,
+                "body.text",
+                f"text is {len(text)} characters; the limit is {rules.max_text_chars}.",
+            )
+        )
+    return faults
+
+
+def validate_line(
+    obj: Any, line: int, rules: LineRules, seen_custom_ids: set[str]
+) -> list[LineFault]:
+    """Every fault of one parsed input line; records its custom_id in ``seen_custom_ids``."""
+    if not isinstance(obj, dict):
+        return [_fault(line, None, None, "Each line must be a JSON object.")]
+    raw_id = obj.get("custom_id")
+    custom_id = raw_id if isinstance(raw_id, str) else None
+    faults: list[LineFault] = []
+    for name in sorted(obj.keys() - LINE_FIELDS):
+        faults.append(_fault(line, custom_id, name, "unknown field"))
+    if "custom_id" not in obj:
+        faults.append(_fault(line, None, "custom_id", "custom_id is required."))
+    elif custom_id is None:
+        faults.append(_fault(line, None, "custom_id", "custom_id must be a string."))
+    elif not CUSTOM_ID_PATTERN.fullmatch(custom_id):
+        faults.append(
+            _fault(
+                line,
+                custom_id,
+                "custom_id",
+                "custom_id must be 1 to 64 characters of letters, digits, '_', '.', ':' or '-'.",
+            )
+        )
+    elif custom_id in seen_custom_ids:
+        faults.append(_fault(line, custom_id, "custom_id", f"Duplicate custom_id '{custom_id}'."))
+    else:
+        seen_custom_ids.add(custom_id)
+    if obj.get("method") != "POST":
+        faults.append(_fault(line, custom_id, "method", "method must be 'POST'."))
+    if obj.get("url") != rules.endpoint:
+        faults.append(_fault(line, custom_id, "url", f"url must be '{rules.endpoint}'."))
+    if "body" not in obj:
+        faults.append(_fault(line, custom_id, "body", "body is required."))
+    else:
+        faults += validate_body(obj["body"], rules, line, custom_id)
+    return faults

@@ -1,0 +1,1 @@
+"""LLM backends: an OpenAI-compatible HTTP client and the built-in offline engine."""

@@ -1,0 +1,79 @@
+"""The value objects and protocol every LLM backend speaks.
+
+Tasks build a ``ChatRequest``; a backend answers with a ``ChatReply`` or raises
+one of the ``LLMError`` subclasses from ``service.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the upstream reported them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat completion to run.
+
+    ``response_schema`` is sent as ``response_format`` of type ``json_schema`` so
+    servers with structured outputs can enforce it. ``task`` and ``task_input``
+    name the task and carry its validated body as plain data; only the offline
+    engine reads them, an HTTP backend ignores them.
+    """
+
+    messages: list[dict[str, str]]
+    response_schema: Mapping[str, Any] | None = None
+    schema_name: str = "result"
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    task: str | None = None
+    task_input: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    """What the backend answered: the assistant message content and its accounting."""
+
+    content: str
+    model: str
+    finish_reason: str = "stop"
+    usage: Usage = field(default_factory=Usage)
+    request_id: str | None = None
+    attempts: int = 1
+
+
+class ChatBackend(Protocol):
+    """Anything that can answer a ``ChatRequest``: the HTTP client or the offline engine."""
+
+    @property
+    def name(self) -> str:
+        """A short label for ``/readyz`` and logs (``openai-compatible`` or ``offline``)."""
+        ...
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        """Answer one request, retrying transient faults; raise ``LLMError`` when it cannot."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

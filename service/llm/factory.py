@@ -1,0 +1,32 @@
+"""Chooses the LLM backend the settings describe."""
+
+from __future__ import annotations
+
+from service.llm.base import ChatBackend
+from service.llm.offline import OfflineEngine
+from service.llm.openai_compat import OpenAICompatibleBackend
+from service.llm.retry import RetryPolicy
+from service.settings import Settings
+
+
+def build_backend(settings: Settings) -> ChatBackend:
+    """The OpenAI-compatible client when a base URL is set, else the offline engine."""
+    if settings.llm_base_url is None:
+        return OfflineEngine()
+    return OpenAICompatibleBackend(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        model=settings.llm_model,
+        timeout=settings.llm_timeout,
+        retry=RetryPolicy(
+            max_attempts=settings.llm_max_attempts,
+            backoff_base=settings.llm_backoff_base,
+            backoff_max=settings.llm_backoff_max,
+        ),
+        max_connections=settings.llm_concurrency,
+    )
+
+
+def backend_label(settings: Settings) -> str:
+    """What ``/readyz`` reports, without credentials."""
+    return "openai-compatible" if settings.llm_base_url else "offline"

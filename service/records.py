@@ -1,0 +1,127 @@
+"""Plain data the store reads and writes: batch states, batch records, line results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class BatchStatus(StrEnum):
+    """A batch's lifecycle, with the hosted batch API's names."""
+
+    VALIDATING = "validating"
+    FAILED = "failed"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {BatchStatus.FAILED, BatchStatus.COMPLETED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
+)
+
+TIMESTAMP_FIELDS = (
+    "created_at",
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expires_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+COUNTER_FIELDS = ("total", "completed", "failed", "input_tokens", "output_tokens")
+
+
+@dataclass(slots=True)
+class BatchRecord:
+    """A batch as stored in its Redis hash."""
+
+    id: str
+    owner: str
+    status: BatchStatus
+    endpoint: str
+    completion_window: str
+    metadata: dict[str, str] | None
+    timestamps: dict[str, int | None]
+    counters: dict[str, int]
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> BatchRecord:
+        text = {key.decode(): value.decode() for key, value in raw.items()}
+        metadata_raw = text.get("metadata", "null")
+        return cls(
+            id=text["id"],
+            owner=text["owner"],
+            status=BatchStatus(text["status"]),
+            endpoint=text.get("endpoint", "/v1/chat/completions"),
+            completion_window=text.get("completion_window", "24h"),
+            metadata=orjson.loads(metadata_raw),
+            timestamps={
+                name: int(text[name]) if text.get(name) else None for name in TIMESTAMP_FIELDS
+            },
+            counters={name: int(text.get(name, "0")) for name in COUNTER_FIELDS},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """What the API knows about a batch when it commits it."""
+
+    id: str
+    owner: str
+    total: int
+    created_at: int
+    expires_at: int
+    endpoint: str = "/v1/chat/completions"
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+
+    def as_hash(self) -> dict[str, str | int]:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "status": BatchStatus.IN_PROGRESS.value,
+            "endpoint": self.endpoint,
+            "completion_window": self.completion_window,
+            "metadata": orjson.dumps(self.metadata).decode(),
+            "created_at": self.created_at,
+            "in_progress_at": self.created_at,
+            "expires_at": self.expires_at,
+            "total": self.total,
+            "completed": 0,
+            "failed": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """One finished line, ready to be recorded once and streamed back in order."""
+
+    index: int
+    output_line: bytes
+    succeeded: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(slots=True)
+class ChunkState:
+    """What a worker needs to run a range of lines: the batch's state and the lines still to do."""
+
+    status: BatchStatus | None
+    expires_at: int | None
+    pending: dict[int, dict[str, Any]] = field(default_factory=dict)

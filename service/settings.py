@@ -1,0 +1,82 @@
+"""Every ``TEXTBATCH_*`` setting, read and validated in one place.
+
+Build with ``load_settings()``; components take a ``Settings`` as an argument, so
+tests construct their own instead of mutating a global.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "textbatch"
+
+
+class Settings(BaseSettings):
+    """The service configuration; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="TEXTBATCH_", extra="ignore")
+
+    # Access
+    api_keys: SecretStr | None = Field(
+        default=None, description="Comma-separated API keys; unset: one is generated."
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    # Redis and queue
+    redis_url: str | None = Field(default=None, description="Unset: start embedded Valkey.")
+    queue_name: str = "textbatch-lines"
+    chunk_size: int = Field(default=32, ge=1, le=1000)
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    heartbeat_timeout_ms: int = Field(default=15_000, ge=1_000)
+    # Out of a million broker commands; Dramatiq's default (1,000) can leave a dead
+    # worker's messages unrecovered for many minutes.
+    maintenance_chance: int = Field(default=100_000, ge=1, le=1_000_000)
+
+    # LLM
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_concurrency: int = Field(default=32, ge=1, le=4096)
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_max_attempts: int = Field(default=4, ge=1, le=20)
+    llm_backoff_base: float = Field(default=0.5, ge=0)
+    llm_backoff_max: float = Field(default=20.0, ge=0)
+
+    # Input limits
+    max_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_lines: int = Field(default=50_000, ge=1)
+    max_line_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    max_text_chars: int = Field(default=1_000_000, ge=1)
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip().rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+    def configured_api_keys(self) -> list[str]:
+        """The keys given in ``TEXTBATCH_API_KEYS``, without blanks."""
+        if self.api_keys is None:
+            return []
+        return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

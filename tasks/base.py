@@ -1,0 +1,114 @@
+"""What every task shares: the common request fields, the limits and the ``Task`` interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLimits:
+    """Size limits a task body must respect; the service may pass its own through validation."""
+
+    max_text_chars: int = 1_000_000
+    max_labels: int = 100
+    max_entity_labels: int = 100
+    max_label_name_chars: int = 200
+
+
+DEFAULT_LIMITS = TaskLimits()
+
+LIMITS_CONTEXT_KEY = "limits"
+
+
+def limits_from(info: ValidationInfo) -> TaskLimits:
+    """The limits passed as validation context, or the defaults when none were."""
+    context = info.context
+    if isinstance(context, dict):
+        limits = context.get(LIMITS_CONTEXT_KEY)
+        if isinstance(limits, TaskLimits):
+            return limits
+    return DEFAULT_LIMITS
+
+
+def check_label_name(name: str, limits: TaskLimits, what: str) -> None:
+    """Reject a blank or over-long label name; ``what`` names it in the message."""
+    if not name.strip():
+        raise ValueError(f"{what} must not be empty")
+    if len(name) > limits.max_label_name_chars:
+        raise ValueError(
+            f"{what} {name[:40]!r}... is over {limits.max_label_name_chars} characters"
+        )
+
+
+class AnswerRejected(ValueError):
+    """The model's answer matches the schema but cannot be turned into a valid result."""
+
+
+class UnknownTaskModel(ValueError):
+    """A body's ``model`` names no task this service runs."""
+
+
+class TaskRequest(BaseModel):
+    """Fields every task body takes; each task adds its own and pins ``model``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    model: str
+    text: str
+    instructions: str | None = None
+    temperature: Annotated[float | None, Field(ge=0, le=2)] = None
+    top_p: Annotated[float | None, Field(gt=0, le=1)] = None
+    seed: int | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text_is_present_and_bounded(cls, text: str, info: ValidationInfo) -> str:
+        if not text.strip():
+            raise ValueError("text must not be empty")
+        limit = limits_from(info).max_text_chars
+        if len(text) > limit:
+            raise ValueError(f"text has {len(text)} characters; the limit is {limit}")
+        return text
+
+
+RequestT = TypeVar("RequestT", bound=TaskRequest)
+
+
+class Task(ABC, Generic[RequestT]):
+    """One text task: how to validate its body, prompt the model and read the answer."""
+
+    name: str
+    request_model: type[RequestT]
+
+    @abstractmethod
+    def output_schema(self, request: RequestT) -> dict[str, Any]:
+        """The JSON Schema the model's answer must match, usable as a strict structured output."""
+
+    @abstractmethod
+    def render_messages(self, request: RequestT) -> list[dict[str, str]]:
+        """The system and user messages that ask the model for this request."""
+
+    @abstractmethod
+    def postprocess(self, request: RequestT, answer: dict[str, Any]) -> dict[str, Any]:
+        """Turn a schema-valid answer into the result; raise ``AnswerRejected`` if it cannot."""
+
+    def max_tokens(self, request: RequestT) -> int | None:
+        """The completion token limit to ask the model for; ``None`` leaves the upstream default."""
+        return None
+
+
+AnyTask = Task[Any]
+
+
+def strict_object(properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema object with every property required and no others allowed."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }

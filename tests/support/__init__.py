@@ -1,0 +1,1 @@
+"""Fixtures' building blocks: real Redis, real service processes, HTTP helpers."""
