@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -43,7 +44,9 @@ def _serve_http(settings: Settings, redis_url: str) -> None:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
     )
-    uvicorn.Server(config).run()
+    # uvicorn re-raises the Ctrl-C it handled; the shutdown was orderly, so end quietly.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
 
 
 def _start_workers(count: int, redis_url: str) -> list[subprocess.Popen[bytes]]:
