@@ -20,3 +20,8 @@ def new_line_result_id() -> str:
 
 def new_completion_id() -> str:
     return new_id("chatcmpl")
+
+
+def new_file_id() -> str:
+    """``file-`` and 32 hex digits, the hosted API's shape for file ids."""
+    return f"file-{secrets.token_hex(16)}"

@@ -36,6 +36,8 @@ class StagedSubmission:
 
     upload_id: str
     total: int
+    # The url every line uses, or None when they differ.
+    common_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -51,6 +53,7 @@ class _Collector:
     total: int = 0
     seen: set[str] = field(default_factory=set)
     page: list[bytes] = field(default_factory=list)
+    urls: set[str] = field(default_factory=set)
 
     def add_fault(self, fault: LineFault) -> None:
         if len(self.faults) < MAX_LISTED_FAULTS:
@@ -83,7 +86,8 @@ class _Collector:
             # Once the batch is doomed there is no point staging more of it.
             self.page.clear()
             return
-        self.page.append(raw if parsed is not None and raw else orjson.dumps(parsed))
+        self.urls.add(parsed["url"])
+        self.page.append(raw)
         if len(self.page) >= STAGE_PAGE:
             await self.flush()
 
@@ -106,7 +110,8 @@ class _Collector:
         except BaseException:
             await self.store.discard_staging(self.upload_id)
             raise
-        return StagedSubmission(upload_id=self.upload_id, total=self.total)
+        common_url = next(iter(self.urls)) if len(self.urls) == 1 else None
+        return StagedSubmission(upload_id=self.upload_id, total=self.total, common_url=common_url)
 
 
 async def ingest_jsonl(

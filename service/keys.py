@@ -33,3 +33,28 @@ def owner_batches(owner: str) -> str:
 def undispatched() -> str:
     """Sorted set: batches stored but whose chunks may not all be queued yet."""
     return f"{PREFIX}:undispatched"
+
+
+def batch_model_usage(batch_id: str) -> str:
+    """Hash: ``<model>:in`` / ``<model>:out`` -> tokens, for pricing per model."""
+    return f"{PREFIX}:batch:{batch_id}:usage"
+
+
+def batch_failed_lines(batch_id: str) -> str:
+    """Bitmap: bit ``index`` is set when that line did not succeed (it goes to the error file)."""
+    return f"{PREFIX}:batch:{batch_id}:failed"
+
+
+def file(file_id: str) -> str:
+    """Hash: a file's metadata (owner, bytes, filename, purpose, where its content lives)."""
+    return f"{PREFIX}:file:{file_id}"
+
+
+def owner_files(owner: str) -> str:
+    """Sorted set: an API key's file ids scored by creation time."""
+    return f"{PREFIX}:owner:{owner}:files"
+
+
+def idempotency(owner: str, key_digest: str) -> str:
+    """String: the batch a client's Idempotency-Key created, with the request's digest."""
+    return f"{PREFIX}:owner:{owner}:idempotency:{key_digest}"

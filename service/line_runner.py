@@ -1,4 +1,4 @@
-"""Runs one stored line through its task and shapes the output line, whatever happens.
+"""Runs one stored line, a task or a pass-through request, and shapes its output line.
 
 A line's failure becomes that line's ``error``; nothing raised here may reach
 the chunk, so one line never fails its neighbours.
@@ -9,17 +9,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from service.errors import LLMError
+from service.errors import InvalidRequest, LLMError
 from service.llm.base import ChatBackend
-from service.records import LineResult
+from service.records import LineOutcome, LineResult
+from service.upstreams import UpstreamRouter
 from tasks.execute import chat_completion_body, parse_task_body, run_task
+from tasks.registry import get_task
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LineContext:
+    """What a line needs to run: the task backend, the pass-through router, pricing names."""
+
+    backend: ChatBackend
+    upstreams: UpstreamRouter
+    task_priced_model: str
 
 
 def derived_id(prefix: str, batch_id: str, index: int) -> str:
@@ -28,29 +40,102 @@ def derived_id(prefix: str, batch_id: str, index: int) -> str:
     return f"{prefix}_{digest}"
 
 
+def _output_line(
+    batch_id: str, index: int, custom_id: str, response: Any, error: dict[str, Any] | None
+) -> bytes:
+    # Key order is part of the format: clients diff these files.
+    return orjson.dumps(
+        {
+            "id": derived_id("batch_req", batch_id, index),
+            "custom_id": custom_id,
+            "response": response,
+            "error": error,
+        }
+    )
+
+
 def error_line(
-    batch_id: str, index: int, custom_id: str, code: str, message: str, attempts: int = 0
+    batch_id: str,
+    index: int,
+    custom_id: str,
+    code: str,
+    message: str,
+    attempts: int = 0,
+    outcome: LineOutcome = LineOutcome.FAILED,
 ) -> LineResult:
     """The output line of a line that did not succeed."""
-    line = {
-        "id": derived_id("batch_req", batch_id, index),
-        "custom_id": custom_id,
-        "response": None,
-        "error": {"code": code, "message": message, "attempts": attempts},
-    }
-    return LineResult(index=index, output_line=orjson.dumps(line), succeeded=False)
+    error = {"code": code, "message": message, "attempts": attempts}
+    return LineResult(
+        index=index,
+        output_line=_output_line(batch_id, index, custom_id, None, error),
+        outcome=outcome,
+    )
+
+
+async def _run_task_line(
+    batch_id: str, index: int, custom_id: str, body: dict[str, Any], context: LineContext
+) -> LineResult:
+    task, request = parse_task_body(body)
+    outcome = await run_task(task, request, context.backend)
+    completion = chat_completion_body(
+        outcome,
+        completion_id=derived_id("chatcmpl", batch_id, index),
+        created=int(time.time()),
+        model_name=outcome.model,
+    )
+    response = {"status_code": 200, "request_id": outcome.request_id, "body": completion}
+    return LineResult(
+        index=index,
+        output_line=_output_line(batch_id, index, custom_id, response, None),
+        outcome=LineOutcome.SUCCEEDED,
+        input_tokens=outcome.usage.prompt_tokens,
+        output_tokens=outcome.usage.completion_tokens,
+        priced_model=context.task_priced_model,
+    )
+
+
+async def _run_passthrough_line(
+    batch_id: str, index: int, custom_id: str, url: str, body: dict[str, Any], context: LineContext
+) -> LineResult:
+    status, answer, request_id = await context.upstreams.forward(url, body)
+    response = {"status_code": status, "request_id": request_id, "body": answer}
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    succeeded = 200 <= status < 300
+    error = None
+    if not succeeded:
+        error = {"code": "upstream_rejected", "message": f"The upstream answered {status}."}
+    return LineResult(
+        index=index,
+        output_line=_output_line(batch_id, index, custom_id, response, error),
+        outcome=LineOutcome.SUCCEEDED if succeeded else LineOutcome.FAILED,
+        input_tokens=_tokens(usage.get("prompt_tokens")),
+        output_tokens=_tokens(usage.get("completion_tokens")),
+        priced_model=str(body.get("model", "")),
+    )
+
+
+def _tokens(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 async def run_line(
-    batch_id: str, index: int, line: dict[str, Any], backend: ChatBackend
+    batch_id: str, index: int, line: dict[str, Any], context: LineContext
 ) -> LineResult:
     """Run one line; every outcome, success or failure, is a ``LineResult``."""
     custom_id = str(line.get("custom_id", ""))
+    body = line.get("body")
     try:
-        task, request = parse_task_body(line["body"])
-        outcome = await run_task(task, request, backend)
+        if not isinstance(body, dict):
+            raise InvalidRequest("body must be an object", param="body")
+        if get_task(str(body.get("model"))) is not None:
+            return await _run_task_line(batch_id, index, custom_id, body, context)
+        url = str(line.get("url", "/v1/chat/completions"))
+        return await _run_passthrough_line(batch_id, index, custom_id, url, body, context)
     except LLMError as exc:
         return error_line(batch_id, index, custom_id, exc.code, exc.message, exc.attempts)
+    except InvalidRequest as exc:
+        return error_line(batch_id, index, custom_id, "invalid_request", exc.message)
     except (ValidationError, KeyError, ValueError) as exc:
         return error_line(batch_id, index, custom_id, "invalid_request", str(exc)[:500])
     except Exception:
@@ -58,22 +143,3 @@ async def run_line(
         return error_line(
             batch_id, index, custom_id, "internal_error", "The line failed inside the service."
         )
-    body = chat_completion_body(
-        outcome,
-        completion_id=derived_id("chatcmpl", batch_id, index),
-        created=int(time.time()),
-        model_name=outcome.model,
-    )
-    output = {
-        "id": derived_id("batch_req", batch_id, index),
-        "custom_id": custom_id,
-        "response": {"status_code": 200, "request_id": outcome.request_id, "body": body},
-        "error": None,
-    }
-    return LineResult(
-        index=index,
-        output_line=orjson.dumps(output),
-        succeeded=True,
-        input_tokens=outcome.usage.prompt_tokens,
-        output_tokens=outcome.usage.completion_tokens,
-    )

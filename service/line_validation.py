@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,12 @@ from service.errors import LineFault
 from tasks.registry import TASKS, get_task
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
+# Pass-through lines may use these; each names the field its body cannot do without.
+PASSTHROUGH_URLS = {
+    CHAT_COMPLETIONS: "messages",
+    "/v1/completions": "prompt",
+    "/v1/embeddings": "input",
+}
 LINE_FIELDS = frozenset({"custom_id", "method", "url", "body"})
 CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 DOCUMENT_FIELDS = ("document", "document_mime_type")
@@ -19,18 +26,52 @@ DOCUMENT_FIELDS = ("document", "document_mime_type")
 
 @dataclass(frozen=True, slots=True)
 class LineRules:
-    """The limits a line is checked against (from the settings)."""
+    """What a line is checked against: limits, the batch's endpoint, upstream routing."""
 
     max_text_chars: int
-    endpoint: str = CHAT_COMPLETIONS
+    # None: the batch is not bound to one endpoint, any supported url may be used.
+    endpoint: str | None = CHAT_COMPLETIONS
+    # Why a pass-through model cannot be routed (None: it can); None: no pass-through at all.
+    route_fault: Callable[[str], str | None] | None = None
 
 
 def _fault(line: int, custom_id: str | None, param: str | None, message: str) -> LineFault:
     return LineFault(line=line, custom_id=custom_id, param=param, message=message)
 
 
+def _passthrough_faults(
+    body: dict[str, Any], url: str, rules: LineRules, line: int, custom_id: str | None
+) -> list[LineFault]:
+    model = body.get("model")
+    tasks = ", ".join(f"'{name}'" for name in TASKS)
+    if not isinstance(model, str) or not model.strip():
+        return [
+            _fault(
+                line,
+                custom_id,
+                "body.model",
+                f"model must be a string: {tasks} or an upstream model.",
+            )
+        ]
+    if rules.route_fault is None:
+        return [
+            _fault(line, custom_id, "body.model", f"model must be one of {tasks}; got {model!r}.")
+        ]
+    problem = rules.route_fault(model)
+    if problem is not None:
+        return [_fault(line, custom_id, "body.model", problem)]
+    required = PASSTHROUGH_URLS.get(url)
+    if required is not None and required not in body:
+        return [_fault(line, custom_id, f"body.{required}", f"{required} is required for {url}.")]
+    return []
+
+
 def validate_body(
-    body: Any, rules: LineRules, line: int = 0, custom_id: str | None = None
+    body: Any,
+    rules: LineRules,
+    line: int = 0,
+    custom_id: str | None = None,
+    url: str = CHAT_COMPLETIONS,
 ) -> list[LineFault]:
     """Faults of a request body (a line's or a realtime one); params are paths under ``body``."""
     if not isinstance(body, dict):
@@ -52,9 +93,10 @@ def validate_body(
     model = body.get("model")
     task = get_task(model) if isinstance(model, str) else None
     if task is None:
-        allowed = ", ".join(f"'{name}'" for name in TASKS)
+        return _passthrough_faults(body, url, rules, line, custom_id)
+    if url != CHAT_COMPLETIONS:
         return [
-            _fault(line, custom_id, "body.model", f"model must be one of {allowed}; got {model!r}.")
+            _fault(line, custom_id, "url", f"The {model} task is served at '{CHAT_COMPLETIONS}'.")
         ]
     try:
         task.request_model.model_validate(body)
@@ -107,10 +149,16 @@ def validate_line(
         seen_custom_ids.add(custom_id)
     if obj.get("method") != "POST":
         faults.append(_fault(line, custom_id, "method", "method must be 'POST'."))
-    if obj.get("url") != rules.endpoint:
-        faults.append(_fault(line, custom_id, "url", f"url must be '{rules.endpoint}'."))
+    url = obj.get("url")
+    if rules.endpoint is not None and url != rules.endpoint:
+        faults.append(
+            _fault(line, custom_id, "url", f"url must be the batch's endpoint, '{rules.endpoint}'.")
+        )
+    elif url not in PASSTHROUGH_URLS:
+        allowed = ", ".join(f"'{name}'" for name in PASSTHROUGH_URLS)
+        faults.append(_fault(line, custom_id, "url", f"url must be one of {allowed}."))
     if "body" not in obj:
         faults.append(_fault(line, custom_id, "body", "body is required."))
-    else:
-        faults += validate_body(obj["body"], rules, line, custom_id)
+    elif isinstance(url, str) and url in PASSTHROUGH_URLS:
+        faults += validate_body(obj["body"], rules, line, custom_id, url)
     return faults

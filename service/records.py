@@ -42,6 +42,7 @@ TIMESTAMP_FIELDS = (
     "cancelled_at",
 )
 COUNTER_FIELDS = ("total", "completed", "failed", "input_tokens", "output_tokens")
+OPTIONAL_TEXT_FIELDS = ("input_file_id", "output_file_id", "error_file_id")
 
 
 @dataclass(slots=True)
@@ -56,6 +57,8 @@ class BatchRecord:
     metadata: dict[str, str] | None
     timestamps: dict[str, int | None]
     counters: dict[str, int]
+    files: dict[str, str | None] = field(default_factory=dict)
+    errors: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> BatchRecord:
@@ -72,6 +75,8 @@ class BatchRecord:
                 name: int(text[name]) if text.get(name) else None for name in TIMESTAMP_FIELDS
             },
             counters={name: int(text.get(name, "0")) for name in COUNTER_FIELDS},
+            files={name: text.get(name) or None for name in OPTIONAL_TEXT_FIELDS},
+            errors=orjson.loads(text["errors"]) if text.get("errors") else None,
         )
 
 
@@ -87,9 +92,10 @@ class NewBatch:
     endpoint: str = "/v1/chat/completions"
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
+    input_file_id: str | None = None
 
     def as_hash(self) -> dict[str, str | int]:
-        return {
+        fields: dict[str, str | int] = {
             "id": self.id,
             "owner": self.owner,
             "status": BatchStatus.IN_PROGRESS.value,
@@ -105,6 +111,30 @@ class NewBatch:
             "input_tokens": 0,
             "output_tokens": 0,
         }
+        if self.input_file_id:
+            fields["input_file_id"] = self.input_file_id
+        return fields
+
+    def as_failed_hash(self, errors: list[dict[str, Any]]) -> dict[str, str | int]:
+        """The hash of a batch whose input was rejected: failed at once, with no lines."""
+        fields = self.as_hash()
+        fields.update(
+            status=BatchStatus.FAILED.value,
+            total=0,
+            failed_at=self.created_at,
+            errors=orjson.dumps(errors).decode(),
+        )
+        del fields["in_progress_at"]
+        return fields
+
+
+class LineOutcome(StrEnum):
+    """How a line ended; all but ``succeeded`` put it in the batch's error file."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +143,14 @@ class LineResult:
 
     index: int
     output_line: bytes
-    succeeded: bool
+    outcome: LineOutcome
     input_tokens: int = 0
     output_tokens: int = 0
+    priced_model: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is LineOutcome.SUCCEEDED
 
 
 @dataclass(slots=True)
@@ -124,4 +159,5 @@ class ChunkState:
 
     status: BatchStatus | None
     expires_at: int | None
+    owner: str = ""
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "textbatch"
+
+
+class UpstreamConfig(BaseModel):
+    """A named upstream for ``provider/model`` pass-through lines."""
+
+    base_url: str
+    api_key: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -46,6 +53,18 @@ class Settings(BaseSettings):
     llm_max_attempts: int = Field(default=4, ge=1, le=20)
     llm_backoff_base: float = Field(default=0.5, ge=0)
     llm_backoff_max: float = Field(default=20.0, ge=0)
+
+    # Named upstreams, as JSON: {"anthropic": {"base_url": "...", "api_key": "..."}}
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+
+    # Usage and cost
+    price_table: Path | None = Field(
+        default=None, description="JSON file: model -> USD per million input/output tokens."
+    )
+    batch_discount: float = Field(default=0.5, ge=0, le=1)
+
+    # Batch lifecycle
+    completion_window: str = Field(default="24h", pattern=r"^[1-9][0-9]*[smh]$")
 
     # Input limits
     max_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

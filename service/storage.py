@@ -1,61 +1,33 @@
-"""The batch store: batches, their lines and their results in Redis.
+"""The batch store: submitting, reading, listing and cancelling batches in Redis.
 
-Two guarantees live here. A batch appears whole or not at all: lines are
-staged under an expiring key and the batch is committed in one MULTI. A result
-is recorded exactly once: ``record_results`` writes with HSETNX inside a Lua
-script that also moves the counters and, on the last line, the final status.
+A batch appears whole or not at all: lines are staged under an expiring key
+while they are validated, then the batch is committed in one MULTI. Results
+are ``service.result_store``'s business.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from service import keys
-from service.errors import NotFound, RouterUnavailable
-from service.records import BatchRecord, BatchStatus, ChunkState, LineResult, NewBatch
+from service.errors import Conflict, NotFound, RouterUnavailable
+from service.records import BatchRecord, BatchStatus, NewBatch
 
 STAGING_TTL_SECONDS = 3600
-OUTPUT_PAGE = 1000
 
-# ARGV: now, then (index, output line, succeeded 1/0, input tokens, output tokens) per result.
-# Returns how many results were new. Moves the batch to its final status with the
-# last line: in_progress -> completed, cancelling -> cancelled, expiring -> expired.
-_RECORD_RESULTS = """
-local batch, results = KEYS[1], KEYS[2]
-if redis.call('EXISTS', batch) == 0 then return 0 end
-local now = ARGV[1]
-local added = 0
-for i = 2, #ARGV, 5 do
-  if redis.call('HSETNX', results, ARGV[i], ARGV[i + 1]) == 1 then
-    added = added + 1
-    if ARGV[i + 2] == '1' then
-      redis.call('HINCRBY', batch, 'completed', 1)
-    else
-      redis.call('HINCRBY', batch, 'failed', 1)
-    end
-    redis.call('HINCRBY', batch, 'input_tokens', ARGV[i + 3])
-    redis.call('HINCRBY', batch, 'output_tokens', ARGV[i + 4])
-  end
+# Cancel only what is still running; answer with the status after the call.
+_REQUEST_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'in_progress' or status == 'validating' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelling', 'cancelling_at', ARGV[1])
+  return 'cancelling'
 end
-if added > 0 then
-  local counts = redis.call('HMGET', batch, 'completed', 'failed', 'total', 'status')
-  if tonumber(counts[1]) + tonumber(counts[2]) >= tonumber(counts[3]) then
-    local status = counts[4]
-    local final = 'completed'
-    if status == 'cancelling' then final = 'cancelled'
-    elseif status == 'expiring' then final = 'expired' end
-    if status ~= final then
-      redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now)
-    end
-  end
-end
-return added
+return status
 """
 
 
@@ -72,12 +44,16 @@ def redis_unavailable_as_router_error() -> Iterator[None]:
         raise RouterUnavailable("The batch router's Redis store is still loading.") from exc
 
 
+def _not_found(batch_id: str) -> NotFound:
+    return NotFound(f"No batch found with id '{batch_id}'.", param="batch_id")
+
+
 class BatchStore:
     """Reads and writes batches for one Redis connection pool."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._record = redis.register_script(_RECORD_RESULTS)
+        self._cancel = redis.register_script(_REQUEST_CANCEL)
 
     # -- submission -----------------------------------------------------------------
 
@@ -96,15 +72,25 @@ class BatchStore:
         with contextlib.suppress(redis_errors.RedisError):
             await self.redis.delete(keys.staging_lines(upload_id))
 
-    async def commit_batch(self, batch: NewBatch, upload_id: str) -> None:
+    async def commit_batch(self, batch: NewBatch, upload_id: str, order: int) -> None:
         """Turn staged lines into a batch in one transaction, marked as not yet dispatched."""
         with redis_unavailable_as_router_error():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.rename(keys.staging_lines(upload_id), keys.batch_lines(batch.id))
                 pipe.persist(keys.batch_lines(batch.id))
                 pipe.hset(keys.batch(batch.id), mapping=batch.as_hash())  # type: ignore[arg-type]
-                pipe.zadd(keys.owner_batches(batch.owner), {batch.id: batch.created_at})
+                pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
                 pipe.zadd(keys.undispatched(), {batch.id: batch.created_at})
+                await pipe.execute()
+
+    async def commit_failed_batch(
+        self, batch: NewBatch, errors: list[dict[str, Any]], order: int
+    ) -> None:
+        """Record a batch whose input was rejected (the file flow): failed, with its errors."""
+        with redis_unavailable_as_router_error():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.batch(batch.id), mapping=batch.as_failed_hash(errors))  # type: ignore[arg-type]
+                pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
                 await pipe.execute()
 
     async def mark_dispatched(self, batch_id: str) -> None:
@@ -122,54 +108,43 @@ class BatchStore:
         with redis_unavailable_as_router_error():
             raw = cast(dict[bytes, bytes], await self.redis.hgetall(keys.batch(batch_id)))
         if not raw:
-            raise NotFound(f"No batch found with id '{batch_id}'.", param="batch_id")
+            raise _not_found(batch_id)
         record = BatchRecord.from_hash(raw)
         if record.owner != owner:
-            raise NotFound(f"No batch found with id '{batch_id}'.", param="batch_id")
+            raise _not_found(batch_id)
         return record
 
-    async def iter_output(self, batch_id: str, total: int) -> AsyncIterator[bytes]:
-        """The recorded output lines in input order, a page of pipelined reads at a time."""
-        results_key = keys.batch_results(batch_id)
-        for start in range(0, total, OUTPUT_PAGE):
-            indices = list(range(start, min(start + OUTPUT_PAGE, total)))
-            with redis_unavailable_as_router_error():
-                values = cast(list[bytes | None], await self.redis.hmget(results_key, indices))
-            yield b"".join(value + b"\n" for value in values if value is not None)
+    async def list_batches(
+        self, owner: str, limit: int, after: str | None
+    ) -> tuple[list[BatchRecord], bool]:
+        """The owner's batches, newest first, starting after ``after``; and whether more follow."""
+        index_key = keys.owner_batches(owner)
+        with redis_unavailable_as_router_error():
+            start = 0
+            if after is not None:
+                rank = cast(int | None, await self.redis.zrevrank(index_key, after))
+                if rank is None:
+                    raise _not_found(after)
+                start = rank + 1
+            ids = cast(list[bytes], await self.redis.zrevrange(index_key, start, start + limit))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for batch_id in ids[:limit]:
+                    pipe.hgetall(keys.batch(batch_id.decode()))
+                hashes = await pipe.execute()
+        records = [BatchRecord.from_hash(raw) for raw in hashes if raw]
+        return records, len(ids) > limit
 
-    # -- execution ------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------
 
-    async def load_chunk(self, batch_id: str, start: int, stop: int) -> ChunkState:
-        """The batch's status and the lines of ``[start, stop)`` that have no result yet."""
-        indices = list(range(start, stop))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.batch(batch_id), ["status", "expires_at"])
-            pipe.lrange(keys.batch_lines(batch_id), start, stop - 1)
-            pipe.hmget(keys.batch_results(batch_id), indices)
-            (status, expires_at), lines, done = await pipe.execute()
-        state = ChunkState(
-            status=BatchStatus(status.decode()) if status else None,
-            expires_at=int(expires_at) if expires_at else None,
-        )
-        for index, line, result in zip(indices, lines, done, strict=False):
-            if result is None:
-                state.pending[index] = orjson.loads(line)
-        return state
-
-    async def record_results(self, batch_id: str, results: Sequence[LineResult], now: int) -> int:
-        """Record each result unless one is already there; returns how many were new."""
-        if not results:
-            return 0
-        args: list[Any] = [now]
-        for result in results:
-            args += [
-                result.index,
-                result.output_line,
-                1 if result.succeeded else 0,
-                result.input_tokens,
-                result.output_tokens,
-            ]
-        added = await self._record(
-            keys=[keys.batch(batch_id), keys.batch_results(batch_id)], args=args
-        )
-        return int(added)
+    async def request_cancel(self, batch_id: str, owner: str, now: int) -> BatchRecord:
+        """Move a running batch to ``cancelling``; workers turn its unrun lines into errors."""
+        await self.get_batch(batch_id, owner)  # 404 unless it is the caller's
+        with redis_unavailable_as_router_error():
+            status = await self._cancel(keys=[keys.batch(batch_id)], args=[now])
+        status_text = status.decode() if isinstance(status, bytes) else str(status)
+        if status_text in {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED}:
+            raise Conflict(
+                f"Batch '{batch_id}' is {status_text} and can no longer be cancelled.",
+                code="batch_not_cancellable",
+            )
+        return await self.get_batch(batch_id, owner)

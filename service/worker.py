@@ -1,9 +1,10 @@
 """The worker: a Dramatiq actor that runs a chunk of a batch's lines concurrently.
 
 One asyncio event loop per worker process (Dramatiq's AsyncIO middleware)
-shares one LLM backend, one Redis pool and one semaphore bounding in-flight
-LLM calls to ``TEXTBATCH_LLM_CONCURRENCY``. Results are recorded as lines
-finish, each exactly once, so a chunk re-run after a crash only fills gaps.
+shares one LLM backend, one upstream router, one Redis pool and one semaphore
+bounding in-flight LLM calls to ``TEXTBATCH_LLM_CONCURRENCY``. Results are
+recorded as lines finish, each exactly once, so a chunk re-run after a crash
+only fills the gaps.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
@@ -20,25 +22,35 @@ import redis.asyncio as aioredis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
-from service.line_runner import error_line, run_line
-from service.llm.base import ChatBackend
+from service.line_runner import LineContext, error_line, run_line
 from service.llm.factory import build_backend
 from service.queue import RUN_CHUNK_ACTOR, build_broker
-from service.records import BatchStatus, LineResult
+from service.records import BatchStatus, LineOutcome, LineResult
+from service.result_store import ResultStore
 from service.settings import Settings
-from service.storage import BatchStore
+from service.upstreams import UpstreamRouter
 
 log = logging.getLogger(__name__)
 
-# Lines whose batch stopped wanting them get these instead of an LLM call.
-STOPPED_LINE_ERRORS = {
-    BatchStatus.CANCELLING: ("batch_cancelled", "The batch was cancelled before this line ran."),
-    BatchStatus.CANCELLED: ("batch_cancelled", "The batch was cancelled before this line ran."),
-    BatchStatus.EXPIRED: (
-        "batch_expired",
-        "The batch's completion window ended before this line ran.",
-    ),
-}
+# A line checks its batch's status just before it runs; this long a look stays fresh.
+STATUS_FRESH_SECONDS = 0.1
+CANCELLED = (
+    "batch_cancelled",
+    "The batch was cancelled before this line ran.",
+    LineOutcome.CANCELLED,
+)
+EXPIRED = (
+    "batch_expired",
+    "The batch's completion window ended before this line finished.",
+    LineOutcome.EXPIRED,
+)
+
+
+@dataclass(slots=True)
+class _StatusLook:
+    status: BatchStatus | None
+    expires_at: int | None
+    at: float
 
 
 class ChunkRunner:
@@ -47,48 +59,79 @@ class ChunkRunner:
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self.settings = settings
         self.redis_url = redis_url
-        self._store: BatchStore | None = None
-        self._backend: ChatBackend | None = None
+        self._results: ResultStore | None = None
+        self._context: LineContext | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._looks: dict[str, _StatusLook] = {}
 
-    def _resources(self) -> tuple[BatchStore, ChatBackend, asyncio.Semaphore]:
+    def _resources(self) -> tuple[ResultStore, LineContext, asyncio.Semaphore]:
         # Built on first use so they belong to the event loop that runs the chunks.
-        if self._store is None or self._backend is None or self._semaphore is None:
-            self._store = BatchStore(aioredis.Redis.from_url(self.redis_url))
-            self._backend = build_backend(self.settings)
+        if self._results is None or self._context is None or self._semaphore is None:
+            self._results = ResultStore(aioredis.Redis.from_url(self.redis_url))
+            self._context = LineContext(
+                backend=build_backend(self.settings),
+                upstreams=UpstreamRouter(self.settings),
+                task_priced_model=self.settings.llm_model
+                if self.settings.llm_base_url
+                else "offline",
+            )
             self._semaphore = asyncio.Semaphore(self.settings.llm_concurrency)
-        return self._store, self._backend, self._semaphore
+        return self._results, self._context, self._semaphore
+
+    async def _stop_reason(
+        self, results: ResultStore, batch_id: str
+    ) -> tuple[str, str, LineOutcome] | None:
+        """Why the batch no longer wants its unrun lines run, if it does not."""
+        look = self._looks.get(batch_id)
+        now = time.monotonic()
+        if look is None or now - look.at > STATUS_FRESH_SECONDS:
+            status, expires_at = await results.batch_status(batch_id)
+            look = self._looks[batch_id] = _StatusLook(status, expires_at, now)
+        if look.status in {BatchStatus.CANCELLING, BatchStatus.CANCELLED}:
+            return CANCELLED
+        if look.status is BatchStatus.EXPIRED or (
+            look.expires_at is not None and time.time() >= look.expires_at
+        ):
+            return EXPIRED
+        return None
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
-        store, backend, semaphore = self._resources()
-        state = await store.load_chunk(batch_id, start, stop)
+        results, context, semaphore = self._resources()
+        state = await results.load_chunk(batch_id, start, stop)
         if state.status is None or not state.pending:
             return
-        stopped = STOPPED_LINE_ERRORS.get(state.status)
-        if stopped is not None:
-            code, message = stopped
-            await store.record_results(
-                batch_id,
-                [
-                    error_line(batch_id, index, str(line.get("custom_id", "")), code, message)
-                    for index, line in state.pending.items()
-                ],
-                int(time.time()),
-            )
-            return
+
+        def stopped(
+            index: int, line: dict[str, Any], reason: tuple[str, str, LineOutcome]
+        ) -> LineResult:
+            code, message, outcome = reason
+            custom_id = str(line.get("custom_id", ""))
+            return error_line(batch_id, index, custom_id, code, message, outcome=outcome)
 
         async def run_and_record(index: int, line: dict[str, Any]) -> None:
             async with semaphore:
-                result: LineResult = await run_line(batch_id, index, line, backend)
-            await store.record_results(batch_id, [result], int(time.time()))
+                reason = await self._stop_reason(results, batch_id)
+                if reason is not None:
+                    result = stopped(index, line, reason)
+                else:
+                    remaining = None if state.expires_at is None else state.expires_at - time.time()
+                    try:
+                        result = await asyncio.wait_for(
+                            run_line(batch_id, index, line, context), remaining
+                        )
+                    except TimeoutError:
+                        result = stopped(index, line, EXPIRED)
+            await results.record_results(batch_id, state.owner, [result], int(time.time()))
 
         await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
+        self._looks.pop(batch_id, None)
 
     async def aclose(self) -> None:
-        if self._backend is not None:
-            await self._backend.aclose()
-        if self._store is not None:
-            await self._store.redis.aclose()
+        if self._context is not None:
+            await self._context.backend.aclose()
+            await self._context.upstreams.aclose()
+        if self._results is not None:
+            await self._results.redis.aclose()
 
 
 class _CloseRunnerOnShutdown(Middleware):

@@ -48,7 +48,8 @@ def assert_rejected(response: httpx.Response, line_no: int, param: str | None) -
 
 
 BAD_LINES: list[tuple[str, Any, str | None]] = [
-    ("invalid model", line("x", {"model": "translate", "text": "hi"}), "body.model"),
+    ("unknown provider", line("x", {"model": "nope/translate", "text": "hi"}), "body.model"),
+    ("pass-through without messages", line("x", {"model": "gpt-x", "text": "hi"}), "body.messages"),
     ("missing text", line("x", {"model": "summarize"}), "body.text"),
     ("empty text", line("x", {"model": "summarize", "text": ""}), "body.text"),
     ("text not a string", line("x", {"model": "summarize", "text": 42}), "body.text"),
@@ -129,7 +130,7 @@ def test_duplicate_custom_id_is_named(llm_service: RunningService) -> None:
 
 
 def test_every_faulty_line_is_listed_up_to_100(llm_service: RunningService) -> None:
-    lines = [line(f"bad-{n}", {"model": "nope", "text": "x"}) for n in range(130)]
+    lines = [line(f"bad-{n}", {"model": "nope/x", "text": "x"}) for n in range(130)]
     with llm_service.client() as client:
         response = submit(client, lines)
     error = response.json()["error"]

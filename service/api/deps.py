@@ -8,10 +8,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.auth import Keyring, Principal
+from service.files import FileStore
 from service.llm.base import ChatBackend
-from service.queue import ChunkDispatcher
+from service.pricing import PriceTable
+from service.result_store import ResultStore
 from service.settings import Settings
 from service.storage import BatchStore
+from service.submission import Submitter
+from service.upstreams import UpstreamRouter
 
 
 @dataclass(slots=True)
@@ -21,8 +25,12 @@ class AppState:
     settings: Settings
     keyring: Keyring
     store: BatchStore
-    dispatcher: ChunkDispatcher
+    results: ResultStore
+    files: FileStore
+    submitter: Submitter
     backend: ChatBackend
+    upstreams: UpstreamRouter
+    prices: PriceTable
 
 
 def get_state(request: Request) -> AppState:

@@ -8,7 +8,7 @@ from typing import Any
 import dramatiq.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,38 +48,38 @@ def error_body(
     }
 
 
-def _textbatch_error(_: Request, exc: Exception) -> ORJSONResponse:
+def _textbatch_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TextbatchError)
     body = error_body(exc.error_type, exc.code, exc.message, param=exc.param, line=exc.line)
     if isinstance(exc, BatchRejected):
         body["error"]["lines"] = [fault.as_dict() for fault in exc.faults]
         body["error"]["more_lines"] = exc.more
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return ORJSONResponse(body, status_code=exc.status_code, headers=headers)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
-def _request_validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     param = ".".join(str(part) for part in first["loc"][1:]) or None
-    return ORJSONResponse(
+    return JSONResponse(
         error_body("invalid_request_error", "invalid_request", str(first["msg"]), param=param),
         status_code=400,
     )
 
 
-def _http_error(_: Request, exc: Exception) -> ORJSONResponse:
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    return ORJSONResponse(
+    return JSONResponse(
         error_body(error_type, code, str(exc.detail)),
         status_code=exc.status_code,
         headers=getattr(exc, "headers", None),
     )
 
 
-def _router_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+def _router_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("Redis unavailable while serving %s: %s", request.url.path, type(exc).__name__)
     return _textbatch_error(
         request,
@@ -87,9 +87,9 @@ def _router_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
     )
 
 
-def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
-    return ORJSONResponse(
+    return JSONResponse(
         error_body("server_error", "internal_error", "The server failed to handle the request."),
         status_code=500,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from redis import exceptions as redis_errors
 
 from service.api.deps import StateDep
@@ -20,13 +20,13 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(state: StateDep) -> Readiness | ORJSONResponse:
+async def readyz(state: StateDep) -> Readiness | JSONResponse:
     """Redis answers, and which LLM backend is configured."""
     label = backend_label(state.settings)
     try:
         await state.store.redis.ping()
     except (redis_errors.ConnectionError, redis_errors.TimeoutError):
-        return ORJSONResponse(
+        return JSONResponse(
             Readiness(status="unavailable", redis="unreachable", llm_backend=label).model_dump(),
             status_code=503,
         )

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from service.pricing import CostSummary
 from service.records import BatchRecord
 
 
@@ -16,9 +17,31 @@ class RequestCounts(BaseModel):
 
 
 class BatchUsage(BaseModel):
+    """Tokens summed over every line, and their cost at the batch discount.
+
+    A cost is null when a model used is missing from the price table; those
+    models are listed in ``unpriced_models``.
+    """
+
     input_tokens: int
     output_tokens: int
     total_tokens: int
+    input_cost: float | None
+    output_cost: float | None
+    total_cost: float | None
+    unpriced_models: list[str]
+
+
+class BatchError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+    line: int | None = None
+
+
+class BatchErrors(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchError]
 
 
 class BatchPublic(BaseModel):
@@ -27,7 +50,7 @@ class BatchPublic(BaseModel):
     id: str
     object: Literal["batch"] = "batch"
     endpoint: str
-    errors: None = None
+    errors: BatchErrors | None = None
     input_file_id: str | None = None
     completion_window: str
     status: str
@@ -47,12 +70,19 @@ class BatchPublic(BaseModel):
     metadata: dict[str, str] | None
 
     @classmethod
-    def from_record(cls, record: BatchRecord) -> BatchPublic:
+    def from_record(cls, record: BatchRecord, cost: CostSummary) -> BatchPublic:
         stamps = record.timestamps
         counters = record.counters
+        errors = None
+        if record.errors is not None:
+            errors = BatchErrors(data=[BatchError.model_validate(e) for e in record.errors])
         return cls(
             id=record.id,
             endpoint=record.endpoint,
+            errors=errors,
+            input_file_id=record.files.get("input_file_id"),
+            output_file_id=record.files.get("output_file_id"),
+            error_file_id=record.files.get("error_file_id"),
             completion_window=record.completion_window,
             status=record.status.value,
             created_at=stamps["created_at"] or 0,
@@ -71,16 +101,31 @@ class BatchPublic(BaseModel):
                 input_tokens=counters["input_tokens"],
                 output_tokens=counters["output_tokens"],
                 total_tokens=counters["input_tokens"] + counters["output_tokens"],
+                input_cost=cost.input_cost,
+                output_cost=cost.output_cost,
+                total_cost=cost.total_cost,
+                unpriced_models=cost.unpriced_models,
             ),
             metadata=record.metadata,
         )
 
 
-class BatchRequestsCreate(BaseModel):
-    """The JSON submission: inline request lines and optional metadata."""
+class BatchCreate(BaseModel):
+    """The JSON submission: an uploaded ``input_file_id``, or inline ``requests``."""
 
-    requests: list[object]
+    input_file_id: str | None = None
+    requests: list[object] | None = None
+    endpoint: str | None = None
+    completion_window: str | None = None
     metadata: dict[str, str] | None = None
+
+
+class BatchList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchPublic]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
 
 
 class Health(BaseModel):

@@ -13,9 +13,20 @@ def build_backend(settings: Settings) -> ChatBackend:
     """The OpenAI-compatible client when a base URL is set, else the offline engine."""
     if settings.llm_base_url is None:
         return OfflineEngine()
+    return build_openai_backend(
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        settings,
+    )
+
+
+def build_openai_backend(
+    base_url: str, api_key: str | None, settings: Settings
+) -> OpenAICompatibleBackend:
+    """An HTTP client for one upstream, with the settings' model, timeout, retries and pool."""
     return OpenAICompatibleBackend(
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        base_url=base_url,
+        api_key=api_key,
         model=settings.llm_model,
         timeout=settings.llm_timeout,
         retry=RetryPolicy(

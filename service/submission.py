@@ -1,0 +1,148 @@
+"""Turns a validated submission into a stored, queued batch, or a failed one.
+
+The three ways in (a JSONL body, inline ``requests``, an uploaded input file)
+all end here: stage and validate the lines, commit the batch in one Redis
+transaction, then queue its chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from service.errors import BatchRejected, InvalidRequest, TextbatchError
+from service.ids import new_batch_id
+from service.ingest import IngestLimits, StagedSubmission
+from service.line_validation import PASSTHROUGH_URLS, LineRules
+from service.queue import ChunkDispatcher
+from service.records import NewBatch
+from service.settings import Settings
+from service.storage import BatchStore
+
+log = logging.getLogger(__name__)
+
+_WINDOW = re.compile(r"^([1-9][0-9]*)([smh])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+MAX_WINDOW_SECONDS = 7 * 24 * 3600
+
+
+def window_seconds(window: str) -> int:
+    """Seconds in a completion window like ``24h``; InvalidRequest when it is not one."""
+    match = _WINDOW.match(window) if isinstance(window, str) else None
+    if match is None:
+        raise InvalidRequest(
+            "completion_window must be a duration such as '24h' (s, m or h).",
+            param="completion_window",
+        )
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_WINDOW_SECONDS:
+        raise InvalidRequest("completion_window may be at most 168h.", param="completion_window")
+    return seconds
+
+
+def check_endpoint(endpoint: object) -> str:
+    if endpoint not in PASSTHROUGH_URLS:
+        allowed = ", ".join(f"'{url}'" for url in PASSTHROUGH_URLS)
+        raise InvalidRequest(f"endpoint must be one of {allowed}.", param="endpoint")
+    return str(endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """What a client chose for its batch besides the lines."""
+
+    endpoint: str | None = None
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+    input_file_id: str | None = None
+
+
+class Submitter:
+    """Stages, commits and queues batches for the API."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: BatchStore,
+        dispatcher: ChunkDispatcher,
+        route_fault: Callable[[str], str | None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.dispatcher = dispatcher
+        self.route_fault = route_fault
+
+    def rules(self, endpoint: str | None) -> LineRules:
+        return LineRules(
+            max_text_chars=self.settings.max_text_chars,
+            endpoint=endpoint,
+            route_fault=self.route_fault,
+        )
+
+    def limits(self) -> IngestLimits:
+        s = self.settings
+        return IngestLimits(s.max_body_bytes, s.max_lines, s.max_line_bytes)
+
+    def _new_batch(self, owner: str, total: int, options: BatchOptions, endpoint: str) -> NewBatch:
+        now = int(time.time())
+        return NewBatch(
+            id=new_batch_id(),
+            owner=owner,
+            total=total,
+            created_at=now,
+            expires_at=now + window_seconds(options.completion_window),
+            endpoint=endpoint,
+            completion_window=options.completion_window,
+            metadata=options.metadata,
+            input_file_id=options.input_file_id,
+        )
+
+    async def commit(self, owner: str, staged: StagedSubmission, options: BatchOptions) -> str:
+        """Store the staged lines as a batch and queue it; returns the batch id."""
+        endpoint = options.endpoint or staged.common_url or "mixed"
+        batch = self._new_batch(owner, staged.total, options, endpoint)
+        await self.store.commit_batch(batch, staged.upload_id, order=time.time_ns() // 1000)
+        try:
+            await anyio.to_thread.run_sync(self.dispatcher.dispatch, batch.id, batch.total)
+            await self.store.mark_dispatched(batch.id)
+        except Exception:
+            # The batch is stored and listed as undispatched: a worker's sweep queues it.
+            log.exception("queueing batch %s failed; it will be queued by a later sweep", batch.id)
+        log.info("batch %s accepted with %d lines", batch.id, batch.total)
+        return batch.id
+
+    async def commit_rejected(
+        self, owner: str, error: TextbatchError, options: BatchOptions
+    ) -> str:
+        """The file flow's answer to bad input: a batch that failed, naming each fault."""
+        if isinstance(error, BatchRejected):
+            errors = [
+                {"code": f.code, "message": f.message, "param": f.param, "line": f.line}
+                for f in error.faults
+            ]
+            if error.more:
+                errors.append(
+                    {
+                        "code": "too_many_errors",
+                        "message": error.message,
+                        "param": None,
+                        "line": None,
+                    }
+                )
+        else:
+            errors = [
+                {
+                    "code": error.code,
+                    "message": error.message,
+                    "param": error.param,
+                    "line": error.line,
+                }
+            ]
+        batch = self._new_batch(owner, 0, options, options.endpoint or "mixed")
+        await self.store.commit_failed_batch(batch, errors, order=time.time_ns() // 1000)
+        return batch.id
