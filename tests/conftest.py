@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.standin_upstream import StandinUpstream
@@ -12,6 +13,13 @@ from tests.support.redis_for_tests import real_redis
 from tests.support.service import RunningService, start_service
 
 UPSTREAM_KEY = "sk-upstream-secret-for-tests"
+# USD per million tokens, chosen so sums are easy to check by hand.
+PRICES = {
+    "standin-model": {"input": 2.0, "output": 8.0},
+    "echo-model": {"input": 1.0, "output": 3.0},
+    "acme/echo-model": {"input": 4.0, "output": 12.0},
+    "embed-model": {"input": 0.5, "output": 0.0},
+}
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +38,19 @@ def upstream() -> Iterator[StandinUpstream]:
 def llm_service(
     redis_url: str, upstream: StandinUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningService]:
-    """textbatch pointed at the stand-in upstream, with quick retries."""
+    """textbatch pointed at the stand-in upstream, with quick retries.
+
+    The stand-in is also the named upstream ``acme``; a price table covers its models.
+    """
+    data_dir = Path(tmp_path_factory.mktemp("llm-service"))
+    price_table = data_dir / "prices.json"
+    price_table.write_bytes(orjson.dumps(PRICES))
+    upstreams = {"acme": {"base_url": upstream.base_url, "api_key": UPSTREAM_KEY}}
     service = start_service(
         redis_url,
-        Path(tmp_path_factory.mktemp("llm-service")),
+        data_dir,
+        upstreams=orjson.dumps(upstreams).decode(),
+        price_table=str(price_table),
         llm_base_url=upstream.base_url,
         llm_api_key=UPSTREAM_KEY,
         llm_model="standin-model",

@@ -24,7 +24,9 @@ class BatchUsage(BaseModel):
     """
 
     input_tokens: int
+    input_tokens_details: dict[str, int] = {"cached_tokens": 0}
     output_tokens: int
+    output_tokens_details: dict[str, int] = {"reasoning_tokens": 0}
     total_tokens: int
     input_cost: float | None
     output_cost: float | None
