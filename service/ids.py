@@ -19,7 +19,7 @@ def new_line_result_id() -> str:
 
 
 def new_completion_id() -> str:
-    return new_id("chatcmpl")
+    return f"chatcmpl-{secrets.token_hex(16)}"
 
 
 def new_file_id() -> str:

@@ -37,7 +37,7 @@ class LineContext:
 def derived_id(prefix: str, batch_id: str, index: int) -> str:
     """An id fixed by batch and line, so a line run twice yields identical output."""
     digest = hashlib.blake2b(f"{batch_id}:{index}".encode(), digest_size=16).hexdigest()
-    return f"{prefix}_{digest}"
+    return f"{prefix}{digest}"
 
 
 def _output_line(
@@ -46,7 +46,7 @@ def _output_line(
     # Key order is part of the format: clients diff these files.
     return orjson.dumps(
         {
-            "id": derived_id("batch_req", batch_id, index),
+            "id": derived_id("batch_req_", batch_id, index),
             "custom_id": custom_id,
             "response": response,
             "error": error,
@@ -79,7 +79,7 @@ async def _run_task_line(
     outcome = await run_task(task, request, context.backend)
     completion = chat_completion_body(
         outcome,
-        completion_id=derived_id("chatcmpl", batch_id, index),
+        completion_id=derived_id("chatcmpl-", batch_id, index),
         created=int(time.time()),
         model_name=outcome.model,
     )
