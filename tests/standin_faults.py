@@ -5,7 +5,8 @@ Directives written into any message content make that one request fail:
 ``[[badjson:N]]``, ``[[schema:N]]``, ``[[slow:SECONDS]]``, ``[[reset:N]]`` and
 ``[[timeout]]``. Counted directives (``:N``) fail the first N calls carrying the
 same directive and text, then let calls through. Random faults come from a
-seeded generator so a run can be repeated.
+seeded generator so a run can be repeated; random 429s carry a Retry-After when
+the plan has one.
 """
 
 from __future__ import annotations
@@ -43,13 +44,19 @@ class FaultPlan:
     """Decides each call's fault; safe to use from several threads."""
 
     def __init__(
-        self, rates: dict[str, float] | None = None, *, seed: int = 0, slow_seconds: float = 1.0
+        self,
+        rates: dict[str, float] | None = None,
+        *,
+        seed: int = 0,
+        slow_seconds: float = 1.0,
+        rate_limit_retry_after: float | None = None,
     ) -> None:
         unknown = set(rates or {}) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {FAULTS}")
         self.rates = dict(rates or {})
         self.slow_seconds = slow_seconds
+        self.rate_limit_retry_after = rate_limit_retry_after
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, str], int] = {}
@@ -73,6 +80,8 @@ class FaultPlan:
         if fail and self._still_failing(fail, text, "count"):
             return Fault(slow=delay, status=int(float(fail.group("arg") or 500)), headers=headers)
         if kind in ("429", "500", "503"):
+            if kind == "429" and self.rate_limit_retry_after is not None and not headers:
+                headers = {"Retry-After": f"{self.rate_limit_retry_after:g}"}
             return Fault(slow=delay, status=int(kind), headers=headers)
         if kind == "reset" or self._still_failing(directives.get("reset"), text):
             return Fault(slow=delay, drop=True)

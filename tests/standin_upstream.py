@@ -2,7 +2,9 @@
 
 ``StandinUpstream`` runs in a background thread, answers deterministically from
 the request (``tests.standin_answers``), fails on demand (``tests.standin_faults``)
-and records every call so a test can check what was sent.
+and records every call so a test can check what was sent. It also counts the
+calls in flight and, given a ``capacity``, answers 429 to calls beyond it, as an
+overloaded server does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -34,6 +37,9 @@ from tests.standin_faults import (
 )
 
 _HOUR = 3600.0
+_DISCONNECT_POLL_SECONDS = 0.05
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,8 @@ class RecordedCall:
 class StandinUpstream:
     """Serves ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``, ``/v1/models``.
 
-    Use it as a context manager, or ``start()`` and ``stop()`` it.
+    Use it as a context manager, or ``start()`` and ``stop()`` it. Random 429
+    faults carry ``Retry-After: fault_retry_after`` when that is set.
     """
 
     def __init__(
@@ -65,15 +72,25 @@ class StandinUpstream:
         seed: int = 0,
         slow_seconds: float = 1.0,
         port: int = 0,
+        fault_retry_after: float | None = None,
+        capacity: int | None = None,
     ) -> None:
         self.latency = latency
         self.api_key = api_key
-        self.faults = FaultPlan(fault_rates, seed=seed, slow_seconds=slow_seconds)
+        self.capacity = capacity
+        self.faults = FaultPlan(
+            fault_rates,
+            seed=seed,
+            slow_seconds=slow_seconds,
+            rate_limit_retry_after=fault_retry_after,
+        )
         self.authorizations: list[str | None] = []
         self._port = port
         self._lock = threading.Lock()
         self._calls: list[RecordedCall] = []
         self._sequence = 0
+        self._in_flight = 0
+        self._concurrency_samples: list[tuple[float, int]] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -82,10 +99,10 @@ class StandinUpstream:
         self._stop_requested = False
         self.app = Starlette(
             routes=[
-                Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                Route("/v1/completions", self._completion, methods=["POST"]),
-                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
-                Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/chat/completions", self._counted(self._chat), methods=["POST"]),
+                Route("/v1/completions", self._counted(self._completion), methods=["POST"]),
+                Route("/v1/embeddings", self._counted(self._embeddings), methods=["POST"]),
+                Route("/v1/models", self._counted(self._models), methods=["GET"]),
             ]
         )
 
@@ -101,14 +118,37 @@ class StandinUpstream:
     def calls_matching(self, substring: str) -> list[RecordedCall]:
         return [call for call in self.calls if substring in call.text]
 
+    @property
+    def in_flight(self) -> int:
+        """Calls being handled now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def concurrency_samples(self) -> list[tuple[float, int]]:
+        """``(monotonic time, calls in flight)`` as each call arrived, itself included."""
+        with self._lock:
+            return list(self._concurrency_samples)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most calls in flight at once since the start or the last ``reset()``."""
+        return max((count for _, count in self.concurrency_samples), default=0)
+
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
             self.authorizations.clear()
+            # Calls still being handled stay counted; only the history goes.
+            self._concurrency_samples.clear()
         self.faults.reset()
 
     def set_latency(self, seconds: float) -> None:
         self.latency = seconds
+
+    def set_capacity(self, calls: int | None) -> None:
+        """Answer 429 to calls beyond ``calls`` in flight; ``None`` takes any number."""
+        self.capacity = calls
 
     def start(self) -> StandinUpstream:
         # Binding here, not in uvicorn, gives a free port with no race for it.
@@ -167,6 +207,22 @@ class StandinUpstream:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _counted(self, handler: Handler) -> Handler:
+        """``handler``, counting the calls in flight and refusing those beyond capacity."""
+
+        async def counted(request: Request) -> Response:
+            with self._lock:
+                self._in_flight += 1
+                request.state.arrived_as = self._in_flight
+                self._concurrency_samples.append((time.monotonic(), self._in_flight))
+            try:
+                return await handler(request)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+
+        return counted
 
     async def _chat(self, request: Request) -> Response:
         body, fault, refusal = await self._admit(request)
@@ -249,6 +305,11 @@ class StandinUpstream:
             return {}, no_fault, _error(401, "Incorrect API key provided.", "invalid_api_key")
         if not isinstance(body, dict):
             return {}, no_fault, _error(400, "The request body is not JSON.", "invalid_json")
+        if self.capacity is not None and request.state.arrived_as > self.capacity:
+            # An overloaded server refuses at once rather than after the usual latency.
+            message = "stand-in over capacity: too many calls in flight"
+            headers = {"Retry-After": "0"}
+            return {}, no_fault, _error(429, message, "rate_limit_exceeded", headers)
         # A re-ask changes the system message, not the user's; key faults on the latter.
         fault = (
             self.faults.decide(answers.fault_text(body) if isinstance(body, dict) else text)
@@ -256,12 +317,12 @@ class StandinUpstream:
             else no_fault
         )
         await self._pause(self.latency + fault.slow)
-        return body, fault, await self._fault_response(fault)
+        return body, fault, await self._fault_response(request, fault)
 
-    async def _fault_response(self, fault: Fault) -> Response | None:
+    async def _fault_response(self, request: Request, fault: Fault) -> Response | None:
         if fault.hang:
-            await self._pause(_HOUR)
-            return _error(504, "the stand-in stopped while the call hung", "timeout")
+            await self._hang(request)
+            return _error(504, "the call hung until its caller or the stand-in gave up", "timeout")
         if fault.status is not None:
             message = f"stand-in fault: HTTP {fault.status}"
             return _error(fault.status, message, "standin_fault", fault.headers)
@@ -270,6 +331,15 @@ class StandinUpstream:
         if fault.bad_json:
             return Response(b"<html>upstream hiccup</html>", 200, media_type="text/html")
         return None
+
+    async def _hang(self, request: Request) -> None:
+        """Give no answer until the caller gives up, the stand-in stops, or an hour passes."""
+        # Ending with the caller keeps a hung call from counting as in flight forever.
+        deadline = time.monotonic() + _HOUR
+        while not self._stop_requested and time.monotonic() < deadline:
+            if await request.is_disconnected():
+                return
+            await self._pause(_DISCONNECT_POLL_SECONDS)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when the stand-in is stopping."""
@@ -335,10 +405,17 @@ def main() -> None:
         "--fault", action="append", default=[], metavar="KIND=RATE", help=f"one of {FAULTS}"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--capacity", type=int, default=None, help="answer 429 beyond this many calls in flight"
+    )
     args = parser.parse_args()
     rates = {kind: float(rate) for kind, _, rate in (f.partition("=") for f in args.fault)}
     upstream = StandinUpstream(
-        latency=args.latency, api_key=args.api_key, fault_rates=rates, seed=args.seed
+        latency=args.latency,
+        api_key=args.api_key,
+        fault_rates=rates,
+        seed=args.seed,
+        capacity=args.capacity,
     )
     hide_dropped_connections()
     uvicorn.run(upstream.app, host=args.host, port=args.port, lifespan="off", ws="none")

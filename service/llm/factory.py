@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from service.llm.base import ChatBackend
+from service.llm.limiter import AdaptiveLimiter
 from service.llm.offline import OfflineEngine
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.llm.retry import RetryPolicy
@@ -23,7 +26,14 @@ def build_backend(settings: Settings) -> ChatBackend:
 def build_openai_backend(
     base_url: str, api_key: str | None, settings: Settings
 ) -> OpenAICompatibleBackend:
-    """An HTTP client for one upstream, with the settings' model, timeout, retries and pool."""
+    """An HTTP client for one upstream, with the settings' model, timeout, retries and pool.
+
+    Each backend gets its own adaptive limiter: one upstream's overload must not
+    slow the calls to another.
+    """
+    limiter = None
+    if settings.llm_adaptive_concurrency:
+        limiter = AdaptiveLimiter(settings.llm_concurrency, name=_host_of(base_url))
     return OpenAICompatibleBackend(
         base_url=base_url,
         api_key=api_key,
@@ -35,7 +45,15 @@ def build_openai_backend(
             backoff_max=settings.llm_backoff_max,
         ),
         max_connections=settings.llm_concurrency,
+        limiter=limiter,
     )
+
+
+def _host_of(base_url: str) -> str:
+    # Host and port only: a URL may carry credentials, and this name is logged.
+    parts = urlsplit(base_url)
+    host = parts.hostname or "upstream"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def backend_label(settings: Settings) -> str:

@@ -2,7 +2,8 @@
 
 Transient faults (429, 408, 500/502/503/504, timeouts, broken connections, a 200
 that is not a chat completion) are retried under a ``RetryPolicy``; httpx errors
-never leave this module, callers see only the ``LLMError`` tree.
+never leave this module, callers see only the ``LLMError`` tree. An optional
+``AdaptiveLimiter`` bounds the attempts in flight and learns from their answers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from service.errors import (
     UpstreamTimeout,
 )
 from service.llm.base import ChatReply, ChatRequest, Usage
+from service.llm.limiter import AdaptiveLimiter
 from service.llm.retry import RetryPolicy, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class OpenAICompatibleBackend:
         retry: RetryPolicy = DEFAULT_RETRY,
         max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
+        limiter: AdaptiveLimiter | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -61,6 +64,7 @@ class OpenAICompatibleBackend:
         self.max_connections = max_connections
         self._api_key = api_key or None
         self._transport = transport
+        self.limiter = limiter
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -168,7 +172,7 @@ class OpenAICompatibleBackend:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await client.post(url, content=payload)
+                response = await self._send(client, url, payload)
             except httpx.TimeoutException:
                 failure: LLMError = UpstreamTimeout(
                     f"upstream gave no answer within {self.timeout:g}s after {attempt} attempt(s)",
@@ -206,6 +210,18 @@ class OpenAICompatibleBackend:
                 wait,
             )
             await asyncio.sleep(wait)
+
+    async def _send(self, client: httpx.AsyncClient, url: str, payload: bytes) -> httpx.Response:
+        """One attempt; under a limiter it holds a slot only while the request is out."""
+        if self.limiter is None:
+            return await client.post(url, content=payload)
+        async with self.limiter.slot():
+            response = await client.post(url, content=payload)
+            if response.is_success:
+                self.limiter.record_success()
+            elif _signals_overload(response):
+                self.limiter.record_overload()
+            return response
 
     def _status_failure(
         self, response: httpx.Response, attempt: int, retry_after: float | None
@@ -246,6 +262,12 @@ class OpenAICompatibleBackend:
         if self._api_key:
             return text.replace(self._api_key, "***")
         return text
+
+
+def _signals_overload(response: httpx.Response) -> bool:
+    # A bare 503 is as often a crash as a full server; with Retry-After it asks us to back off.
+    status = response.status_code
+    return status == 429 or (status == 503 and "retry-after" in response.headers)
 
 
 def _chat_completion_or_raise(response: httpx.Response) -> tuple[dict[str, Any], httpx.Headers]:
