@@ -51,6 +51,7 @@ class _Collector:
     faults: list[LineFault] = field(default_factory=list)
     more_faults: int = 0
     total: int = 0
+    blank: int = 0
     seen: set[str] = field(default_factory=set)
     page: list[bytes] = field(default_factory=list)
     urls: set[str] = field(default_factory=set)
@@ -61,23 +62,36 @@ class _Collector:
         else:
             self.more_faults += 1
 
-    async def add_line(self, line_no: int, raw: bytes, parsed: Any = None) -> None:
+    def count_line(self, line_no: int) -> None:
         self.total += 1
         if self.total > self.limits.max_lines:
             raise PayloadTooLarge(
                 f"The batch has more than {self.limits.max_lines} lines, the limit per batch.",
                 line=line_no,
             )
+
+    def count_blank_line(self, line_no: int) -> None:
+        # Blank lines carry nothing, but reading millions of them still costs time.
+        self.blank += 1
+        if self.blank > self.limits.max_lines:
+            raise PayloadTooLarge(
+                f"The batch has more than {self.limits.max_lines} blank lines, the limit per "
+                "batch.",
+                line=line_no,
+            )
+
+    async def add_line(self, line_no: int, raw: bytes, parsed: Any = None) -> None:
+        self.count_line(line_no)
+        if len(raw) > self.limits.max_line_bytes:
+            self.add_fault(_too_large(line_no, self.limits))
+            return
         if parsed is None:
             try:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                reason = (
-                    "The line is not valid UTF-8."
-                    if "utf-8" in str(exc).lower()
-                    else f"The line is not valid JSON: {exc}."
+                self.add_fault(
+                    LineFault(line=line_no, param=None, message=_json_fault("line", exc))
                 )
-                self.add_fault(LineFault(line=line_no, param=None, message=reason))
                 return
         line_faults = validate_line(parsed, line_no, self.rules, self.seen)
         for fault in line_faults:
@@ -100,7 +114,7 @@ class _Collector:
         try:
             if self.total == 0:
                 raise InvalidRequest(
-                    "The batch input is empty: send at least one JSONL line.",
+                    "The batch input is empty: send at least one request.",
                     code="empty_batch",
                     param="body",
                 )
@@ -138,7 +152,8 @@ async def ingest_jsonl(
                 if newline < 0:
                     if not oversized:
                         buffer += chunk[start:]
-                        if len(buffer) > limits.max_line_bytes:
+                        # One byte of room for the CR of a CRLF line end.
+                        if len(buffer) > limits.max_line_bytes + 1:
                             oversized = True
                             buffer.clear()
                     break
@@ -165,23 +180,46 @@ async def ingest_jsonl(
 async def _take(collector: _Collector, line_no: int, raw: bytes, limits: IngestLimits) -> None:
     raw = raw.rstrip(b"\r")
     if not raw.strip():
-        return  # blank lines (trailing ones above all) carry no request
-    if len(raw) > limits.max_line_bytes:
-        await _oversized(collector, line_no, limits)
+        collector.count_blank_line(line_no)  # blank lines (trailing ones above all) are skipped
         return
     await collector.add_line(line_no, raw)
 
 
 async def _oversized(collector: _Collector, line_no: int, limits: IngestLimits) -> None:
-    collector.total += 1
-    collector.add_fault(
-        LineFault(
-            line=line_no,
-            param=None,
-            code="line_too_large",
-            message=f"The line is larger than {limits.max_line_bytes} bytes, the limit per line.",
-        )
+    collector.count_line(line_no)
+    collector.add_fault(_too_large(line_no, limits))
+
+
+def _too_large(line_no: int, limits: IngestLimits) -> LineFault:
+    return LineFault(
+        line=line_no,
+        param=None,
+        code="line_too_large",
+        message=f"The line is larger than {limits.max_line_bytes} bytes, the limit per line.",
     )
+
+
+def _json_fault(what: str, exc: orjson.JSONDecodeError) -> str:
+    if "utf-8" in str(exc).lower():
+        return f"The {what} is not valid UTF-8."
+    return f"The {what} is not valid JSON: {exc}."
+
+
+async def read_json(chunks: AsyncIterator[bytes], limit: int, limit_name: str) -> Any:
+    """One JSON document, read whole since it is parsed whole: 413 past ``limit`` bytes."""
+    received = bytearray()
+    async for chunk in chunks:
+        received += chunk
+        if len(received) > limit:
+            raise PayloadTooLarge(
+                f"The request body is larger than {limit} bytes, the limit {limit_name}."
+            )
+    if not received.strip():
+        raise InvalidRequest("The request body is empty: send a JSON object.", param="body")
+    try:
+        return orjson.loads(received)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(_json_fault("body", exc), param="body") from exc
 
 
 async def ingest_requests(

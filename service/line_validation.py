@@ -22,6 +22,10 @@ PASSTHROUGH_URLS = {
 LINE_FIELDS = frozenset({"custom_id", "method", "url", "body"})
 CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 DOCUMENT_FIELDS = ("document", "document_mime_type")
+# A hostile line can hold a million faults; naming the first few says enough.
+MAX_FAULTS_PER_LINE = 20
+# Input echoed in a fault is clipped, so an error answer never grows with the input.
+MAX_ECHO_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +39,27 @@ class LineRules:
     route_fault: Callable[[str], str | None] | None = None
 
 
+def _clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _fault(line: int, custom_id: str | None, param: str | None, message: str) -> LineFault:
-    return LineFault(line=line, custom_id=custom_id, param=param, message=message)
+    return LineFault(
+        line=line,
+        custom_id=_clip(custom_id, 64) if custom_id is not None else None,
+        param=_clip(param) if param is not None else None,
+        message=_clip(message, 4 * MAX_ECHO_CHARS),
+    )
+
+
+def _capped(faults: list[LineFault], unlisted: int) -> list[LineFault]:
+    """The first ``MAX_FAULTS_PER_LINE`` faults, and one saying how many more there were."""
+    more = unlisted + max(0, len(faults) - MAX_FAULTS_PER_LINE)
+    if not more:
+        return faults
+    first = faults[0]
+    note = _fault(first.line, first.custom_id, None, f"... and {more} more fault(s) in this line.")
+    return [*faults[:MAX_FAULTS_PER_LINE], note]
 
 
 def _passthrough_faults(
@@ -101,7 +124,7 @@ def validate_body(
     try:
         task.request_model.model_validate(body)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
+        for error in exc.errors(include_url=False, include_input=False):
             path = ".".join(str(part) for part in error["loc"])
             message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
             faults.append(_fault(line, custom_id, f"body.{path}" if path else "body", message))
@@ -127,9 +150,11 @@ def validate_line(
         return [_fault(line, None, None, "Each line must be a JSON object.")]
     raw_id = obj.get("custom_id")
     custom_id = raw_id if isinstance(raw_id, str) else None
-    faults: list[LineFault] = []
-    for name in sorted(obj.keys() - LINE_FIELDS):
-        faults.append(_fault(line, custom_id, name, "unknown field"))
+    unknown = sorted(obj.keys() - LINE_FIELDS)
+    faults = [
+        _fault(line, custom_id, name, "unknown field") for name in unknown[:MAX_FAULTS_PER_LINE]
+    ]
+    unlisted = len(unknown) - len(faults)
     if "custom_id" not in obj:
         faults.append(_fault(line, None, "custom_id", "custom_id is required."))
     elif custom_id is None:
@@ -154,11 +179,11 @@ def validate_line(
         faults.append(
             _fault(line, custom_id, "url", f"url must be the batch's endpoint, '{rules.endpoint}'.")
         )
-    elif url not in PASSTHROUGH_URLS:
+    elif not isinstance(url, str) or url not in PASSTHROUGH_URLS:
         allowed = ", ".join(f"'{name}'" for name in PASSTHROUGH_URLS)
         faults.append(_fault(line, custom_id, "url", f"url must be one of {allowed}."))
     if "body" not in obj:
         faults.append(_fault(line, custom_id, "body", "body is required."))
     elif isinstance(url, str) and url in PASSTHROUGH_URLS:
         faults += validate_body(obj["body"], rules, line, custom_id, url)
-    return faults
+    return _capped(faults, unlisted)

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,12 @@ class TaskLimits:
 DEFAULT_LIMITS = TaskLimits()
 
 LIMITS_CONTEXT_KEY = "limits"
+# Past this many unknown fields an object is refused as a whole instead of field by field,
+# so a body with a million stray keys costs one error, not a million.
+MAX_UNKNOWN_FIELDS = 20
+# Far above any model's output, yet a number every upstream can take; seeds are 64-bit.
+MAX_TOKENS_LIMIT = 1_000_000
+SEED_BOUND = 2**63
 
 
 def limits_from(info: ValidationInfo) -> TaskLimits:
@@ -32,6 +38,14 @@ def limits_from(info: ValidationInfo) -> TaskLimits:
         if isinstance(limits, TaskLimits):
             return limits
     return DEFAULT_LIMITS
+
+
+def refuse_many_unknown_fields(model: type[BaseModel], data: Any) -> Any:
+    """``data`` as it is, unless it is an object with over ``MAX_UNKNOWN_FIELDS`` unknown fields."""
+    if isinstance(data, dict) and len(data) > len(model.model_fields) + MAX_UNKNOWN_FIELDS:
+        unknown = len(data) - sum(1 for name in model.model_fields if name in data)
+        raise ValueError(f"{unknown} unknown fields given; unknown fields are not allowed")
+    return data
 
 
 def check_label_name(name: str, limits: TaskLimits, what: str) -> None:
@@ -62,7 +76,12 @@ class TaskRequest(BaseModel):
     instructions: str | None = None
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     top_p: Annotated[float | None, Field(gt=0, le=1)] = None
-    seed: int | None = None
+    seed: Annotated[int | None, Field(ge=-SEED_BOUND, lt=SEED_BOUND)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_fields(cls, data: Any) -> Any:
+        return refuse_many_unknown_fields(cls, data)
 
     @field_validator("text")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from tasks.base import (
     AnswerRejected,
@@ -13,6 +13,7 @@ from tasks.base import (
     TaskRequest,
     check_label_name,
     limits_from,
+    refuse_many_unknown_fields,
     strict_object,
 )
 from tasks.prompting import render_prompt
@@ -26,6 +27,11 @@ class LabelRubric(BaseModel):
     name: str
     rubric: Annotated[str, Field(min_length=1)]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown_fields(cls, data: Any) -> Any:
+        return refuse_many_unknown_fields(cls, data)
+
 
 class ClassifyRequest(TaskRequest):
     """A classify body: the text and the labels, names unique, each with its rubric."""
@@ -33,14 +39,21 @@ class ClassifyRequest(TaskRequest):
     model: Literal["classify"]
     labels: Annotated[list[LabelRubric], Field(min_length=1)]
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_are_bounded(cls, labels: Any, info: ValidationInfo) -> Any:
+        # Counted before the labels are validated one by one, which a huge list makes slow.
+        limit = limits_from(info).max_labels
+        if isinstance(labels, list) and len(labels) > limit:
+            raise ValueError(f"{len(labels)} labels given; the limit is {limit}")
+        return labels
+
     @field_validator("labels")
     @classmethod
-    def _labels_are_unique_and_bounded(
+    def _labels_are_unique(
         cls, labels: list[LabelRubric], info: ValidationInfo
     ) -> list[LabelRubric]:
         limits = limits_from(info)
-        if len(labels) > limits.max_labels:
-            raise ValueError(f"{len(labels)} labels given; the limit is {limits.max_labels}")
         seen: set[str] = set()
         for label in labels:
             check_label_name(label.name, limits, "a label name")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import Field
 
-from tasks.base import AnswerRejected, Task, TaskRequest, strict_object
+from tasks.base import MAX_TOKENS_LIMIT, AnswerRejected, Task, TaskRequest, strict_object
 from tasks.prompting import render_prompt
 
 # Room for the JSON wrapper around the summary, so a summary that fills its own
@@ -19,7 +19,7 @@ class SummarizeRequest(TaskRequest):
     """A summarize body: the text, optional instructions and an optional summary token limit."""
 
     model: Literal["summarize"]
-    max_tokens: Annotated[int | None, Field(gt=0)] = None
+    max_tokens: Annotated[int | None, Field(gt=0, le=MAX_TOKENS_LIMIT)] = None
 
 
 class SummarizeTask(Task[SummarizeRequest]):

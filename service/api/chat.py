@@ -3,21 +3,60 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from service.api.deps import AppState, PrincipalDep, StateDep
-from service.errors import InvalidRequest
+from service.api.schemas import ERROR_RESPONSES
+from service.errors import InvalidRequest, UnsupportedMediaType
 from service.ids import new_completion_id
+from service.ingest import read_json
 from service.line_validation import CHAT_COMPLETIONS, LineRules, validate_body
+from tasks.classify import ClassifyRequest
 from tasks.execute import chat_completion_body, parse_task_body, run_task
+from tasks.extract import ExtractRequest
 from tasks.registry import get_task
+from tasks.summarize import SummarizeRequest
 
-router = APIRouter(prefix="/v1", tags=["realtime"])
+router = APIRouter(prefix="/v1", tags=["realtime"], responses=ERROR_RESPONSES)
 
-RawBody = Body(..., media_type="application/json")
+
+async def json_body(request: Request, state: StateDep) -> Any:
+    """The body, read as a JSON document of at most one batch line's size."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            "Send the request as JSON (content-type application/json).", param="content-type"
+        )
+    return await read_json(
+        request.stream(), state.settings.max_line_bytes, "for one realtime request"
+    )
+
+
+# Routes take it after the principal, so a caller without a key is refused unread.
+JsonBody = Annotated[Any, Depends(json_body)]
+
+
+def _task_schemas() -> list[dict[str, Any]]:
+    classify = ClassifyRequest.model_json_schema()
+    label = classify.pop("$defs")["LabelRubric"]
+    classify["properties"]["labels"]["items"] = label
+    return [ExtractRequest.model_json_schema(), SummarizeRequest.model_json_schema(), classify]
+
+
+def _request_body(required: str, *, tasks: bool = False) -> dict[str, Any]:
+    """An OpenAPI request body: a pass-through body, or (chat) also one of the task bodies."""
+    passthrough = {
+        "title": "PassThroughRequest",
+        "description": "Sent as it is to the upstream the model names.",
+        "type": "object",
+        "required": ["model", required],
+        "properties": {"model": {"type": "string", "minLength": 1}},
+    }
+    schema = {"anyOf": [*_task_schemas(), passthrough]} if tasks else passthrough
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _check(body: Any, state: AppState, url: str) -> None:
@@ -40,9 +79,11 @@ async def _pass_through(state: AppState, url: str, body: dict[str, Any]) -> JSON
     return JSONResponse(answer, status_code=status, headers=headers)
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions", response_model=None, openapi_extra=_request_body("messages", tasks=True)
+)
 async def chat_completions(
-    state: StateDep, principal: PrincipalDep, body: Any = RawBody
+    state: StateDep, principal: PrincipalDep, body: JsonBody
 ) -> dict[str, Any] | JSONResponse:
     """Run one extract / summarize / classify request now, or pass another model through."""
     _check(body, state, CHAT_COMPLETIONS)
@@ -58,17 +99,15 @@ async def chat_completions(
     )
 
 
-@router.post("/embeddings", response_model=None)
-async def embeddings(state: StateDep, principal: PrincipalDep, body: Any = RawBody) -> JSONResponse:
+@router.post("/embeddings", response_model=None, openapi_extra=_request_body("input"))
+async def embeddings(state: StateDep, principal: PrincipalDep, body: JsonBody) -> JSONResponse:
     """Pass an embeddings request to the upstream its model names."""
     _check(body, state, "/v1/embeddings")
     return await _pass_through(state, "/v1/embeddings", body)
 
 
-@router.post("/completions", response_model=None)
-async def completions(
-    state: StateDep, principal: PrincipalDep, body: Any = RawBody
-) -> JSONResponse:
+@router.post("/completions", response_model=None, openapi_extra=_request_body("prompt"))
+async def completions(state: StateDep, principal: PrincipalDep, body: JsonBody) -> JSONResponse:
     """Pass a legacy completions request to the upstream its model names."""
     _check(body, state, "/v1/completions")
     return await _pass_through(state, "/v1/completions", body)

@@ -11,8 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from service.errors import BatchRejected, RouterUnavailable, TextbatchError
+from service.errors import BatchRejected, InvalidRequest, RouterUnavailable, TextbatchError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
 }
+# Paths and other echoed input are clipped so an error never grows with the request.
+MAX_ECHO_CHARS = 200
+
+
+def _clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def error_body(
@@ -48,14 +55,19 @@ def error_body(
     }
 
 
-def _textbatch_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TextbatchError)
+def error_response(exc: TextbatchError) -> JSONResponse:
+    """The response for a deliberate error, also used by middleware that answers before routing."""
     body = error_body(exc.error_type, exc.code, exc.message, param=exc.param, line=exc.line)
     if isinstance(exc, BatchRejected):
         body["error"]["lines"] = [fault.as_dict() for fault in exc.faults]
         body["error"]["more_lines"] = exc.more
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def _textbatch_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TextbatchError)
+    return error_response(exc)
 
 
 def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -68,14 +80,30 @@ def _request_validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+    message = str(exc.detail)
+    route = f"{_clip(request.method, 20)} {_clip(request.url.path)}"
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"No route matches {route}."
+    elif exc.status_code == 405:
+        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+        allowed = headers.get("allow")
+        message = f"{route} is not allowed" + (f"; use {allowed}." if allowed else ".")
     return JSONResponse(
-        error_body(error_type, code, str(exc.detail)),
+        error_body(error_type, code, message),
         status_code=exc.status_code,
         headers=getattr(exc, "headers", None),
+    )
+
+
+def _client_disconnected(request: Request, exc: Exception) -> JSONResponse:
+    # Nobody is left to read this answer; it only keeps a vanished client out of the error log.
+    log.info("client went away during %s %s", request.method, request.url.path)
+    return error_response(
+        InvalidRequest("The client went away before the request body ended.", param="body")
     )
 
 
@@ -99,6 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TextbatchError, _textbatch_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     for redis_fault in (
         redis_errors.ConnectionError,
         redis_errors.TimeoutError,

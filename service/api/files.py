@@ -13,16 +13,19 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from service.api.deps import PrincipalDep, StateDep
+from service.api.schemas import ERROR_RESPONSES
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from service.files import FileKind, FileRecord, IncomingFile
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERROR_RESPONSES)
 
 UPLOAD_PURPOSES = frozenset({"batch"})
 # Room for the part headers and the small fields around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 1024
 MAX_FILENAME_CHARS = 255
+# An upload has a file and a purpose; a few more parts are tolerated, not thousands.
+MAX_PARTS = 16
 
 
 class FilePublic(BaseModel):
@@ -75,6 +78,7 @@ class _UploadForm:
         self._header_value = bytearray()
         self._part: str | None = None
         self._in_file = False
+        self._parts = 0
         self.parser = MultipartParser(
             boundary,
             {
@@ -89,6 +93,9 @@ class _UploadForm:
         )
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise InvalidRequest(f"The upload has more than {MAX_PARTS} parts, the limit.")
         self._headers = {}
         self._part = None
         self._in_file = False

@@ -138,3 +138,36 @@ class Readiness(BaseModel):
     status: str
     redis: str
     llm_backend: str
+
+
+class LineFaultPublic(BaseModel):
+    """One faulty input line named in an ``invalid_batch`` error."""
+
+    line: int
+    custom_id: str | None
+    param: str | None
+    code: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    code: str
+    message: str
+    param: str | None
+    line: int | None
+    # Only in an invalid_batch error: the faulty lines, and how many more were not listed.
+    lines: list[LineFaultPublic] | None = None
+    more_lines: int | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer has this one shape."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    "4XX": {"model": ErrorResponse, "description": "The request was refused; the error says why."},
+    "5XX": {"model": ErrorResponse, "description": "The service, its Redis or an upstream failed."},
+}
