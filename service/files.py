@@ -150,6 +150,20 @@ class FileStore:
 
     # -- uploads --------------------------------------------------------------------
 
+    def remove_abandoned_uploads(self, older_than_seconds: float = 3600) -> int:
+        """Delete partial uploads left by an API process that died mid-upload."""
+        incoming = self.root / INCOMING_DIR
+        if not incoming.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for part in incoming.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+        return removed
+
     async def begin_upload(self, limit: int) -> IncomingFile:
         """A new, empty temp file inside the root, on the same disk as its final place."""
         file_id = new_file_id()

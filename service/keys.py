@@ -58,3 +58,13 @@ def owner_files(owner: str) -> str:
 def idempotency(owner: str, key_digest: str) -> str:
     """String: the batch a client's Idempotency-Key created, with the request's digest."""
     return f"{PREFIX}:owner:{owner}:idempotency:{key_digest}"
+
+
+def active_batches() -> str:
+    """Sorted set: running batches scored by the time of their last recorded result."""
+    return f"{PREFIX}:active"
+
+
+def sweeper_lock() -> str:
+    """String: held by the one worker sweeping for stalled or unqueued batches."""
+    return f"{PREFIX}:sweeper:lock"

@@ -56,6 +56,10 @@ class ChunkDispatcher:
             for start in range(0, total, self.chunk_size)
         ]
 
+    def queued_messages(self) -> int:
+        """Messages of the line queue anywhere: waiting, delayed or held by a worker (blocking)."""
+        return int(self.broker.do_qsize(self.queue_name))
+
     def dispatch(self, batch_id: str, total: int) -> int:
         """Enqueue every chunk of the batch (blocking); returns how many messages."""
         messages = self.chunk_messages(batch_id, total)

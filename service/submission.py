@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import anyio
 
 from service.errors import BatchRejected, InvalidRequest, TextbatchError
-from service.ids import new_batch_id
 from service.ingest import IngestLimits, StagedSubmission
 from service.line_validation import PASSTHROUGH_URLS, LineRules
 from service.queue import ChunkDispatcher
@@ -33,7 +32,8 @@ MAX_WINDOW_SECONDS = 7 * 24 * 3600
 
 def window_seconds(window: str) -> int:
     """Seconds in a completion window like ``24h``; InvalidRequest when it is not one."""
-    match = _WINDOW.match(window) if isinstance(window, str) else None
+    # Bounded before matching so a huge number never reaches int().
+    match = _WINDOW.match(window) if isinstance(window, str) and len(window) <= 8 else None
     if match is None:
         raise InvalidRequest(
             "completion_window must be a duration such as '24h' (s, m or h).",
@@ -46,7 +46,7 @@ def window_seconds(window: str) -> int:
 
 
 def check_endpoint(endpoint: object) -> str:
-    if endpoint not in PASSTHROUGH_URLS:
+    if not isinstance(endpoint, str) or endpoint not in PASSTHROUGH_URLS:
         allowed = ", ".join(f"'{url}'" for url in PASSTHROUGH_URLS)
         raise InvalidRequest(f"endpoint must be one of {allowed}.", param="endpoint")
     return str(endpoint)
@@ -88,10 +88,12 @@ class Submitter:
         s = self.settings
         return IngestLimits(s.max_body_bytes, s.max_lines, s.max_line_bytes)
 
-    def _new_batch(self, owner: str, total: int, options: BatchOptions, endpoint: str) -> NewBatch:
+    def _new_batch(
+        self, batch_id: str, owner: str, total: int, options: BatchOptions, endpoint: str
+    ) -> NewBatch:
         now = int(time.time())
         return NewBatch(
-            id=new_batch_id(),
+            id=batch_id,
             owner=owner,
             total=total,
             created_at=now,
@@ -102,10 +104,12 @@ class Submitter:
             input_file_id=options.input_file_id,
         )
 
-    async def commit(self, owner: str, staged: StagedSubmission, options: BatchOptions) -> str:
-        """Store the staged lines as a batch and queue it; returns the batch id."""
+    async def commit(
+        self, batch_id: str, owner: str, staged: StagedSubmission, options: BatchOptions
+    ) -> None:
+        """Store the staged lines as a batch and queue it."""
         endpoint = options.endpoint or staged.common_url or "mixed"
-        batch = self._new_batch(owner, staged.total, options, endpoint)
+        batch = self._new_batch(batch_id, owner, staged.total, options, endpoint)
         await self.store.commit_batch(batch, staged.upload_id, order=time.time_ns() // 1000)
         try:
             await anyio.to_thread.run_sync(self.dispatcher.dispatch, batch.id, batch.total)
@@ -114,11 +118,10 @@ class Submitter:
             # The batch is stored and listed as undispatched: a worker's sweep queues it.
             log.exception("queueing batch %s failed; it will be queued by a later sweep", batch.id)
         log.info("batch %s accepted with %d lines", batch.id, batch.total)
-        return batch.id
 
     async def commit_rejected(
-        self, owner: str, error: TextbatchError, options: BatchOptions
-    ) -> str:
+        self, batch_id: str, owner: str, error: TextbatchError, options: BatchOptions
+    ) -> None:
         """The file flow's answer to bad input: a batch that failed, naming each fault."""
         if isinstance(error, BatchRejected):
             errors = [
@@ -143,6 +146,5 @@ class Submitter:
                     "line": error.line,
                 }
             ]
-        batch = self._new_batch(owner, 0, options, options.endpoint or "mixed")
+        batch = self._new_batch(batch_id, owner, 0, options, options.endpoint or "mixed")
         await self.store.commit_failed_batch(batch, errors, order=time.time_ns() // 1000)
-        return batch.id

@@ -21,19 +21,25 @@ import dramatiq
 import redis.asyncio as aioredis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
+from redis import exceptions as redis_errors
 
 from service.line_runner import LineContext, error_line, run_line
 from service.llm.factory import build_backend
-from service.queue import RUN_CHUNK_ACTOR, build_broker
+from service.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.records import BatchStatus, LineOutcome, LineResult
 from service.result_store import ResultStore
 from service.settings import Settings
+from service.storage import BatchStore
+from service.sweeper import Sweeper
 from service.upstreams import UpstreamRouter
 
 log = logging.getLogger(__name__)
 
 # A line checks its batch's status just before it runs; this long a look stays fresh.
 STATUS_FRESH_SECONDS = 0.1
+# A finished line's result is kept in memory and retried this long while Redis is away.
+RECORD_RETRY_SECONDS = 600.0
+RECORD_FIRST_PAUSE = 0.2
 CANCELLED = (
     "batch_cancelled",
     "The batch was cancelled before this line ran.",
@@ -121,10 +127,36 @@ class ChunkRunner:
                         )
                     except TimeoutError:
                         result = stopped(index, line, EXPIRED)
-            await results.record_results(batch_id, state.owner, [result], int(time.time()))
+            await self._record(results, batch_id, state.owner, result)
 
         await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
         self._looks.pop(batch_id, None)
+
+    async def _record(
+        self, results: ResultStore, batch_id: str, owner: str, result: LineResult
+    ) -> None:
+        """Record a result, waiting out a Redis restart rather than losing a finished line."""
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        pause = RECORD_FIRST_PAUSE
+        while True:
+            try:
+                await results.record_results(batch_id, owner, [result], int(time.time()))
+                return
+            except (
+                redis_errors.ConnectionError,
+                redis_errors.TimeoutError,
+                redis_errors.BusyLoadingError,
+            ):
+                if time.monotonic() > deadline:
+                    raise
+                if pause == RECORD_FIRST_PAUSE:
+                    log.warning(
+                        "Redis unreachable; holding the result of line %d of %s",
+                        result.index,
+                        batch_id,
+                    )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     async def aclose(self) -> None:
         if self._context is not None:
@@ -134,13 +166,41 @@ class ChunkRunner:
             await self._results.redis.aclose()
 
 
-class _CloseRunnerOnShutdown(Middleware):
-    """Closes the runner's connections on the event loop before the loop stops."""
+class _WorkerLifecycle(Middleware):
+    """Starts the heartbeat and the sweeper with the worker; closes connections at the end."""
 
-    def __init__(self, runner: ChunkRunner) -> None:
+    def __init__(self, runner: ChunkRunner, settings: Settings, redis_url: str) -> None:
         self.runner = runner
+        self.settings = settings
+        self.redis_url = redis_url
+        self._stop = threading.Event()
+        self._sweep: Any = None
+
+    def after_worker_boot(self, broker: Any, worker: Any) -> None:
+        # The broker counts a worker dead when it issues no command for the heartbeat
+        # timeout; a worker busy with long chunks fetches nothing, so beat explicitly.
+        interval = self.settings.heartbeat_timeout_ms / 4000
+        threading.Thread(
+            target=self._beat, args=(broker, interval), name="textbatch-heartbeat", daemon=True
+        ).start()
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            dispatcher = ChunkDispatcher(broker, self.settings.queue_name, self.settings.chunk_size)
+            store = BatchStore(aioredis.Redis.from_url(self.redis_url))
+            sweeper = Sweeper(self.settings, store, dispatcher)
+            self._sweep = asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop_thread.loop)
+
+    def _beat(self, broker: Any, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                broker.do_qsize(self.settings.queue_name)
+            except Exception:
+                log.info("heartbeat: Redis unreachable")
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        self._stop.set()
+        if self._sweep is not None:
+            self._sweep.cancel()
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(self.runner.aclose())
@@ -150,7 +210,7 @@ def build_worker(settings: Settings, redis_url: str) -> dramatiq.Worker:
     """A Dramatiq worker with the chunk actor declared on a fresh broker."""
     broker = build_broker(settings, redis_url)
     runner = ChunkRunner(settings, redis_url)
-    broker.add_middleware(_CloseRunnerOnShutdown(runner))
+    broker.add_middleware(_WorkerLifecycle(runner, settings, redis_url))
     dramatiq.Actor(
         runner.run_chunk,  # type: ignore[arg-type]
         broker=broker,

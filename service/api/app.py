@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import batches, chat, files, health
 from service.api.deps import AppState
-from service.api.errors import install_error_handlers
+from service.api.errors import error_response, install_error_handlers
 from service.auth import Keyring, build_keyring
+from service.errors import PayloadTooLarge, TextbatchError, UnsupportedMediaType
 from service.files import FileStore
+from service.idempotency import IdempotencyStore
 from service.llm.factory import build_backend
 from service.pricing import PriceTable
 from service.queue import ChunkDispatcher, build_broker
@@ -21,6 +25,81 @@ from service.settings import Settings
 from service.storage import BatchStore
 from service.submission import Submitter
 from service.upstreams import UpstreamRouter
+
+MAX_SHOWN_ENCODING_CHARS = 40
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return ", ".join(value.decode("latin-1") for key, value in scope["headers"] if key == name)
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+class RequestBodyGuard:
+    """Refuses request bodies no route should read, before any route reads them.
+
+    A body with a Content-Encoding is a 415: bodies are never decompressed, as a few
+    kilobytes of gzip can expand to gigabytes. A JSON body is parsed whole, and parsing
+    takes many times its size in memory, so it may be at most ``json_limit`` bytes
+    (413); JSONL and file uploads are read as streams and bounded by their routes.
+    """
+
+    def __init__(self, app: ASGIApp, json_limit: int) -> None:
+        self.app = app
+        self.json_limit = json_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await error_response(refusal)(scope, receive, send)
+            return
+        if _is_json(scope):
+            receive = self._limited(receive)
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> TextbatchError | None:
+        encodings = [
+            token.strip()
+            for token in _header(scope, b"content-encoding").lower().split(",")
+            if token.strip() not in ("", "identity")
+        ]
+        if encodings:
+            shown = ", ".join(encodings)[:MAX_SHOWN_ENCODING_CHARS]
+            return UnsupportedMediaType(
+                f"Compressed request bodies are not accepted (Content-Encoding '{shown}'); "
+                "send the body uncompressed.",
+                param="content-encoding",
+            )
+        declared = _header(scope, b"content-length")
+        # Past 18 digits it is too large anyway, and int() refuses a few thousand digits.
+        too_large = declared.isdigit() and (len(declared) > 18 or int(declared) > self.json_limit)
+        return self._too_large() if too_large and _is_json(scope) else None
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The JSON body is larger than {self.json_limit} bytes, the limit for a JSON "
+            "document; send large batches as JSONL, which is read as a stream."
+        )
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.json_limit:
+                # Raised inside the route that reads the body, so the error handlers answer it.
+                raise self._too_large()
+            return message
+
+        return limited_receive
 
 
 def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = None) -> FastAPI:
@@ -38,14 +117,17 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         backend = build_backend(settings)
         upstreams = UpstreamRouter(settings)
         store = BatchStore(redis)
+        file_store = FileStore(redis, settings.data_dir / "files")
+        await anyio.to_thread.run_sync(file_store.remove_abandoned_uploads)
         dispatcher = ChunkDispatcher(broker, settings.queue_name, settings.chunk_size)
         app.state.textbatch = AppState(
             settings=settings,
             keyring=resolved_keyring,
             store=store,
             results=ResultStore(redis),
-            files=FileStore(redis, settings.data_dir / "files"),
+            files=file_store,
             submitter=Submitter(settings, store, dispatcher, upstreams.route_fault),
+            idempotency=IdempotencyStore(redis),
             backend=backend,
             upstreams=upstreams,
             prices=prices,
@@ -65,6 +147,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestBodyGuard, json_limit=settings.max_line_bytes)
     app.include_router(health.router)
     app.include_router(batches.router)
     app.include_router(files.router)

@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from service.api.batch_intake import Prepared, prepare_submission
 from service.api.deps import AppState, PrincipalDep, StateDep
-from service.api.schemas import BatchList, BatchPublic
-from service.errors import (
-    BatchRejected,
-    Conflict,
-    InvalidRequest,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
-from service.ingest import ingest_jsonl, ingest_requests, validate_metadata
+from service.api.schemas import ERROR_RESPONSES, BatchCreate, BatchList, BatchPublic
+from service.errors import Conflict, NotFound
+from service.idempotency import Claim, check_key
+from service.idempotency import conflict as idempotency_conflict
+from service.ids import new_batch_id
 from service.pricing import summarize_cost
 from service.records import BatchRecord
-from service.submission import BatchOptions, check_endpoint, window_seconds
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
-
-JSONL_TYPES = frozenset(
-    {
-        "application/jsonl",
-        "application/x-ndjson",
-        "application/jsonlines",
-        "application/x-jsonlines",
-    }
-)
-JSON_FIELDS = frozenset({"input_file_id", "requests", "endpoint", "completion_window", "metadata"})
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ERROR_RESPONSES)
 
 
 async def batch_view(state: AppState, record: BatchRecord) -> BatchPublic:
@@ -44,62 +30,27 @@ async def batch_view(state: AppState, record: BatchRecord) -> BatchPublic:
     )
 
 
-async def _read_json_body(request: Request, limit: int) -> Any:
-    received = bytearray()
-    async for chunk in request.stream():
-        received += chunk
-        if len(received) > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes, the limit.")
-    try:
-        return orjson.loads(received)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The body is not valid JSON: {exc}.", param="body") from exc
+async def _existing_batch(
+    state: AppState, owner: str, claim: Claim, digest: str, key: str
+) -> BatchRecord | None:
+    """The batch an earlier request with this key made, or None if that claim is stale."""
+    if claim.digest != digest:
+        raise idempotency_conflict(key)
+    # The first request may still be committing its batch: give it a moment to appear.
+    for _ in range(50):
+        try:
+            return await state.store.get_batch(claim.batch_id, owner)
+        except NotFound:
+            await asyncio.sleep(0.1)
+    return None
 
 
-def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
-    unknown = sorted(set(payload) - JSON_FIELDS)
-    if unknown:
-        raise InvalidRequest(f"Unknown field '{unknown[0]}'.", param=unknown[0])
-    endpoint = payload.get("endpoint")
-    window = payload.get("completion_window") or state.settings.completion_window
-    window_seconds(window)
-    input_file_id = payload.get("input_file_id")
-    if input_file_id is not None and not isinstance(input_file_id, str):
-        raise InvalidRequest("input_file_id must be a string.", param="input_file_id")
-    return BatchOptions(
-        endpoint=check_endpoint(endpoint) if endpoint is not None else None,
-        completion_window=window,
-        metadata=validate_metadata(payload.get("metadata")),
-        input_file_id=input_file_id,
-    )
-
-
-async def _from_file(state: AppState, owner: str, options: BatchOptions) -> str:
-    """The hosted-API flow: bad input makes a ``failed`` batch naming the faults, not a 400."""
-    if options.endpoint is None:
-        raise InvalidRequest("endpoint is required with input_file_id.", param="endpoint")
-    assert options.input_file_id is not None
-    record = await state.files.get(options.input_file_id, owner)
-    if record.purpose != "batch":
-        raise InvalidRequest(
-            f"File '{record.id}' has purpose '{record.purpose}'; a batch input needs 'batch'.",
-            param="input_file_id",
-        )
-    submitter = state.submitter
-    try:
-        staged = await ingest_jsonl(
-            state.files.open_chunks(record),
-            state.store,
-            submitter.rules(options.endpoint),
-            submitter.limits(),
-        )
-    except (BatchRejected, PayloadTooLarge) as exc:
-        return await submitter.commit_rejected(owner, exc, options)
-    except InvalidRequest as exc:
-        if exc.code != "empty_batch":
-            raise
-        return await submitter.commit_rejected(owner, exc, options)
-    return await submitter.commit(owner, staged, options)
+async def _commit(state: AppState, owner: str, prepared: Prepared, batch_id: str) -> None:
+    if prepared.staged is not None:
+        await state.submitter.commit(batch_id, owner, prepared.staged, prepared.options)
+    else:
+        assert prepared.rejection is not None
+        await state.submitter.commit_rejected(batch_id, owner, prepared.rejection, prepared.options)
 
 
 @router.post(
@@ -110,7 +61,8 @@ async def _from_file(state: AppState, owner: str, options: BatchOptions) -> str:
             "required": True,
             "content": {
                 "application/jsonl": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"$ref": "#/components/schemas/BatchCreate"}},
+                # Inlined: the route reads its body itself, so the model is not a component.
+                "application/json": {"schema": BatchCreate.model_json_schema()},
             },
         }
     },
@@ -119,47 +71,43 @@ async def create_batch(
     request: Request,
     state: StateDep,
     principal: PrincipalDep,
-    endpoint: Annotated[str | None, Query(description="Bind every JSONL line's url")] = None,
-    completion_window: Annotated[str | None, Query()] = None,
+    endpoint: Annotated[
+        str | None, Query(max_length=64, description="Bind every JSONL line's url")
+    ] = None,
+    completion_window: Annotated[
+        str | None, Query(max_length=16, description="e.g. 24h; at most 168h")
+    ] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> BatchPublic:
-    """Validate a whole submission, store it as one batch and queue its lines."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    submitter = state.submitter
-    if content_type in JSONL_TYPES:
-        options = _options({"endpoint": endpoint, "completion_window": completion_window}, state)
-        staged = await ingest_jsonl(
-            request.stream(), state.store, submitter.rules(options.endpoint), submitter.limits()
-        )
-        batch_id = await submitter.commit(principal.owner, staged, options)
-    elif content_type == "application/json":
-        payload = await _read_json_body(request, state.settings.max_body_bytes)
-        if not isinstance(payload, dict):
-            raise InvalidRequest("The JSON body must be an object.", param="body")
-        options = _options(payload, state)
-        if options.input_file_id is not None:
-            batch_id = await _from_file(state, principal.owner, options)
-        elif isinstance(payload.get("requests"), list):
-            requests = payload["requests"]
-            if len(requests) > state.settings.max_lines:
-                raise PayloadTooLarge(
-                    f"The batch has {len(requests)} lines; the limit is {state.settings.max_lines}."
-                )
-            staged = await ingest_requests(
-                requests, state.store, submitter.rules(options.endpoint), submitter.limits()
+    """Validate a whole submission, store it as one batch and queue its lines.
+
+    With an ``Idempotency-Key`` header a retried request returns the batch the
+    first one made; the same key with a different request is a 409.
+    """
+    owner = principal.owner
+    key = check_key(idempotency_key) if idempotency_key is not None else None
+    prepared = await prepare_submission(request, state, owner, endpoint, completion_window)
+    batch_id = new_batch_id()
+    if key is not None:
+        earlier = await state.idempotency.claim(owner, key, Claim(batch_id, prepared.digest))
+        if earlier is not None:
+            if prepared.staged is not None:
+                await state.store.discard_staging(prepared.staged.upload_id)
+            record = await _existing_batch(state, owner, earlier, prepared.digest, key)
+            if record is not None:
+                return await batch_view(state, record)
+            raise Conflict(
+                "An earlier request with this Idempotency-Key did not finish; retry later.",
+                code="idempotency_key_in_use",
+                param="Idempotency-Key",
             )
-            batch_id = await submitter.commit(principal.owner, staged, options)
-        else:
-            raise InvalidRequest(
-                "Send either input_file_id (an uploaded JSONL file) or a requests array.",
-                param="requests",
-            )
-    else:
-        raise UnsupportedMediaType(
-            "Send the batch as JSONL (content-type application/jsonl or application/x-ndjson) "
-            'or as JSON {"input_file_id": ...} or {"requests": [...]} (application/json).',
-            param="content-type",
-        )
-    return await batch_view(state, await state.store.get_batch(batch_id, principal.owner))
+    try:
+        await _commit(state, owner, prepared, batch_id)
+    except BaseException:
+        if key is not None:
+            await state.idempotency.release(owner, key)
+        raise
+    return await batch_view(state, await state.store.get_batch(batch_id, owner))
 
 
 @router.get("", response_model=BatchList)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from service.auth import Keyring, Principal
 from service.files import FileStore
+from service.idempotency import IdempotencyStore
 from service.llm.base import ChatBackend
 from service.pricing import PriceTable
 from service.result_store import ResultStore
@@ -28,6 +29,7 @@ class AppState:
     results: ResultStore
     files: FileStore
     submitter: Submitter
+    idempotency: IdempotencyStore
     backend: ChatBackend
     upstreams: UpstreamRouter
     prices: PriceTable

@@ -31,6 +31,8 @@ class RunningService:
     keys: list[str]
     api: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # When set, each process's stdout and stderr go to a file here.
+    log_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -40,9 +42,25 @@ class RunningService:
         headers = {"x-api-key": key or self.keys[0]}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
+    def _output(self, name: str) -> Any:
+        if self.log_dir is None:
+            return None
+        return open(self.log_dir / f"{name}.log", "ab")
+
+    def logs(self) -> str:
+        """Everything the processes printed, when started with a log directory."""
+        assert self.log_dir is not None
+        return "".join(
+            path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*.log"))
+        )
+
     def start_api(self) -> None:
+        output = self._output("api")
         self.api = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "api"], env=self.env, stdout=subprocess.DEVNULL
+            [sys.executable, "-m", "service.cli", "api"],
+            env=self.env,
+            stdout=output or subprocess.DEVNULL,
+            stderr=output,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -57,7 +75,13 @@ class RunningService:
         raise RuntimeError("the API did not start in 30 s")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=self.env)
+        output = self._output(f"worker-{len(self.workers)}")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"],
+            env=self.env,
+            stdout=output,
+            stderr=output,
+        )
         self.workers.append(worker)
         return worker
 
@@ -93,12 +117,16 @@ def service_env(
 
 
 def start_service(
-    redis_url: str, data_dir: Path, workers: int = 1, **settings: str
+    redis_url: str,
+    data_dir: Path,
+    workers: int = 1,
+    log_dir: Path | None = None,
+    **settings: str,
 ) -> RunningService:
     env, keys = service_env(redis_url, data_dir, **settings)
     port = free_port()
     env["TEXTBATCH_PORT"] = str(port)
-    service = RunningService(env=env, port=port, keys=keys)
+    service = RunningService(env=env, port=port, keys=keys, log_dir=log_dir)
     try:
         service.start_api()
         for _ in range(workers):

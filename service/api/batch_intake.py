@@ -1,0 +1,148 @@
+"""Reads a batch submission in any of its three forms and validates it into staging.
+
+JSONL bodies are validated as they stream in; JSON bodies carry inline
+``requests`` or an uploaded ``input_file_id``. The request is hashed on the
+way, for idempotent retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from service.api.deps import AppState
+from service.errors import (
+    BatchRejected,
+    InvalidRequest,
+    PayloadTooLarge,
+    TextbatchError,
+    UnsupportedMediaType,
+)
+from service.idempotency import RequestDigest
+from service.ingest import (
+    StagedSubmission,
+    ingest_jsonl,
+    ingest_requests,
+    read_json,
+    validate_metadata,
+)
+from service.submission import BatchOptions, check_endpoint, window_seconds
+
+JSONL_TYPES = frozenset(
+    {
+        "application/jsonl",
+        "application/x-ndjson",
+        "application/jsonlines",
+        "application/x-jsonlines",
+    }
+)
+JSON_FIELDS = frozenset({"input_file_id", "requests", "endpoint", "completion_window", "metadata"})
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A submission read and validated: staged lines, or (file flow) the reason it failed."""
+
+    options: BatchOptions
+    digest: str
+    staged: StagedSubmission | None = None
+    rejection: TextbatchError | None = None
+
+
+def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
+    unknown = sorted(set(payload) - JSON_FIELDS)
+    if unknown:
+        name = unknown[0][:64]
+        raise InvalidRequest(f"Unknown field '{name}'.", param=name)
+    endpoint = payload.get("endpoint")
+    window = payload.get("completion_window") or state.settings.completion_window
+    window_seconds(window)
+    input_file_id = payload.get("input_file_id")
+    if input_file_id is not None and not isinstance(input_file_id, str):
+        raise InvalidRequest("input_file_id must be a string.", param="input_file_id")
+    return BatchOptions(
+        endpoint=check_endpoint(endpoint) if endpoint is not None else None,
+        completion_window=window,
+        metadata=validate_metadata(payload.get("metadata")),
+        input_file_id=input_file_id,
+    )
+
+
+async def _from_file(state: AppState, owner: str, options: BatchOptions, digest: str) -> Prepared:
+    """The hosted-API flow: bad input makes a ``failed`` batch naming the faults, not a 400."""
+    if options.endpoint is None:
+        raise InvalidRequest("endpoint is required with input_file_id.", param="endpoint")
+    assert options.input_file_id is not None
+    record = await state.files.get(options.input_file_id, owner)
+    if record.purpose != "batch":
+        raise InvalidRequest(
+            f"File '{record.id}' has purpose '{record.purpose}'; a batch input needs 'batch'.",
+            param="input_file_id",
+        )
+    submitter = state.submitter
+    try:
+        staged = await ingest_jsonl(
+            state.files.open_chunks(record),
+            state.store,
+            submitter.rules(options.endpoint),
+            submitter.limits(),
+        )
+    except (BatchRejected, PayloadTooLarge) as exc:
+        return Prepared(options, digest, rejection=exc)
+    except InvalidRequest as exc:
+        if exc.code != "empty_batch":
+            raise
+        return Prepared(options, digest, rejection=exc)
+    return Prepared(options, digest, staged=staged)
+
+
+async def prepare_submission(
+    request: Request,
+    state: AppState,
+    owner: str,
+    endpoint: str | None,
+    completion_window: str | None,
+) -> Prepared:
+    """Read, validate and stage a submission; raise for input that makes no batch at all."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    digest = RequestDigest(content_type, endpoint or "", completion_window or "")
+    submitter = state.submitter
+    if content_type in JSONL_TYPES:
+        options = _options({"endpoint": endpoint, "completion_window": completion_window}, state)
+        staged = await ingest_jsonl(
+            digest.tee(request.stream()),
+            state.store,
+            submitter.rules(options.endpoint),
+            submitter.limits(),
+        )
+        return Prepared(options, digest.hexdigest(), staged=staged)
+    if content_type != "application/json":
+        raise UnsupportedMediaType(
+            "Send the batch as JSONL (content-type application/jsonl or application/x-ndjson) "
+            'or as JSON {"input_file_id": ...} or {"requests": [...]} (application/json).',
+            param="content-type",
+        )
+    payload = await read_json(
+        digest.tee(request.stream()), state.settings.max_body_bytes, "per request"
+    )
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The JSON body must be an object.", param="body")
+    options = _options(payload, state)
+    if options.input_file_id is not None:
+        return await _from_file(state, owner, options, digest.hexdigest())
+    requests = payload.get("requests")
+    if not isinstance(requests, list):
+        raise InvalidRequest(
+            "Send either input_file_id (an uploaded JSONL file) or a requests array.",
+            param="requests",
+        )
+    if len(requests) > state.settings.max_lines:
+        raise PayloadTooLarge(
+            f"The batch has {len(requests)} lines; the limit is {state.settings.max_lines}."
+        )
+    staged = await ingest_requests(
+        requests, state.store, submitter.rules(options.endpoint), submitter.limits()
+    )
+    return Prepared(options, digest.hexdigest(), staged=staged)

@@ -1,0 +1,1 @@
+"""Tests that kill real processes: workers, the API, Redis."""
