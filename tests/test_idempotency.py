@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import orjson
+import redis
 
+from service import keys
+from service.auth import hash_key
+from service.idempotency import RequestDigest
 from tests.support.batches import line, to_jsonl
 from tests.support.service import RunningService
 
@@ -85,3 +91,26 @@ def test_keys_are_scoped_to_the_api_key(llm_service: RunningService) -> None:
         a = post(mine, body("scope"), key).json()["id"]
         b = post(theirs, body("scope"), key).json()["id"]
     assert a != b
+
+
+def test_a_claim_whose_batch_never_appeared_is_taken_over(
+    llm_service: RunningService, redis_url: str
+) -> None:
+    """The API died after claiming the key and before storing the batch: a retry proceeds."""
+    key = secrets.token_hex(8)
+    content = body("stale")
+    digest = RequestDigest("application/jsonl", "", "")
+    digest.update(content)
+    owner = hash_key(llm_service.keys[0]).hex()[:32]
+    stale = {"batch_id": "batch_" + "0" * 32, "digest": digest.hexdigest()}
+    client_redis = redis.Redis.from_url(redis_url)
+    try:
+        key_digest = hashlib.sha256(key.encode()).hexdigest()
+        client_redis.set(keys.idempotency(owner, key_digest), orjson.dumps(stale))
+    finally:
+        client_redis.close()
+    with llm_service.client() as client:
+        response = post(client, content, key)
+        assert response.status_code == 200, response.text
+        assert response.json()["id"] != stale["batch_id"]
+        assert post(client, content, key).json()["id"] == response.json()["id"]

@@ -45,6 +45,29 @@ async def _existing_batch(
     return None
 
 
+async def _discard(state: AppState, prepared: Prepared) -> None:
+    if prepared.staged is not None:
+        await state.store.discard_staging(prepared.staged.upload_id)
+
+
+async def _earlier_batch(
+    state: AppState, owner: str, key: str, earlier: Claim, prepared: Prepared, batch_id: str
+) -> BatchRecord | None:
+    """The batch the key already stands for; None once this request has taken over the key."""
+    record = await _existing_batch(state, owner, earlier, prepared.digest, key)
+    if record is not None:
+        return record
+    # The earlier request died between claiming the key and storing its batch.
+    await state.idempotency.release(owner, key)
+    if await state.idempotency.claim(owner, key, Claim(batch_id, prepared.digest)) is not None:
+        raise Conflict(
+            "Another request with this Idempotency-Key is in progress; retry later.",
+            code="idempotency_key_in_use",
+            param="Idempotency-Key",
+        )
+    return None
+
+
 async def _commit(state: AppState, owner: str, prepared: Prepared, batch_id: str) -> None:
     if prepared.staged is not None:
         await state.submitter.commit(batch_id, owner, prepared.staged, prepared.options)
@@ -91,16 +114,14 @@ async def create_batch(
     if key is not None:
         earlier = await state.idempotency.claim(owner, key, Claim(batch_id, prepared.digest))
         if earlier is not None:
-            if prepared.staged is not None:
-                await state.store.discard_staging(prepared.staged.upload_id)
-            record = await _existing_batch(state, owner, earlier, prepared.digest, key)
+            try:
+                record = await _earlier_batch(state, owner, key, earlier, prepared, batch_id)
+            except BaseException:
+                await _discard(state, prepared)
+                raise
             if record is not None:
+                await _discard(state, prepared)
                 return await batch_view(state, record)
-            raise Conflict(
-                "An earlier request with this Idempotency-Key did not finish; retry later.",
-                code="idempotency_key_in_use",
-                param="Idempotency-Key",
-            )
     try:
         await _commit(state, owner, prepared, batch_id)
     except BaseException:
