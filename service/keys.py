@@ -68,3 +68,18 @@ def active_batches() -> str:
 def sweeper_lock() -> str:
     """String: held by the one worker sweeping for stalled or unqueued batches."""
     return f"{PREFIX}:sweeper:lock"
+
+
+def capacity_holders(upstream: str) -> str:
+    """Sorted set: calls in flight to an upstream, across all processes, by lease expiry."""
+    return f"{PREFIX}:capacity:{upstream}:holders"
+
+
+def capacity_waiters(upstream: str) -> str:
+    """Sorted set: calls waiting for that upstream, realtime ones first, then by arrival."""
+    return f"{PREFIX}:capacity:{upstream}:waiters"
+
+
+def capacity_grants(upstream: str, process_id: str) -> str:
+    """List: the waiters of one process that have just been given a slot."""
+    return f"{PREFIX}:capacity:{upstream}:grants:{process_id}"

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"
     llm_concurrency: int = Field(default=32, ge=1, le=4096)
+    # Calls in flight to each upstream across every process; realtime calls are served
+    # first when it is full. 0 turns the shared limit (and so the priority) off.
+    upstream_capacity: int = Field(default=128, ge=0, le=100_000)
     llm_timeout: float = Field(default=60.0, gt=0)
     llm_max_attempts: int = Field(default=4, ge=1, le=20)
     llm_backoff_base: float = Field(default=0.5, ge=0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import InvalidRequest
-from service.llm.factory import build_openai_backend
+from service.llm.factory import CapacityShare, build_openai_backend
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.settings import Settings
 
@@ -39,7 +39,7 @@ class UpstreamRoute:
 class UpstreamRouter:
     """Holds one HTTP backend per upstream and picks the one a model names."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, share: CapacityShare | None = None) -> None:
         if DEFAULT_PROVIDER in settings.upstreams:
             # Letting a configured upstream shadow the reserved name would silently
             # change where every ``default/...`` model goes.
@@ -53,12 +53,16 @@ class UpstreamRouter:
                 settings.llm_base_url,
                 settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
                 settings,
+                upstream=DEFAULT_PROVIDER,
+                share=share,
             )
         self._named: dict[str, OpenAICompatibleBackend] = {
             name: build_openai_backend(
                 upstream.base_url,
                 upstream.api_key.get_secret_value() if upstream.api_key else None,
                 settings,
+                upstream=name,
+                share=share,
             )
             for name, upstream in settings.upstreams.items()
         }

@@ -24,7 +24,8 @@ from dramatiq.middleware import Middleware
 from redis import exceptions as redis_errors
 
 from service.line_runner import LineContext, error_line, run_line
-from service.llm.factory import build_backend
+from service.llm.factory import CapacityShare, build_backend
+from service.llm.shared_capacity import Priority
 from service.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.records import BatchStatus, LineOutcome, LineResult
 from service.result_store import ResultStore
@@ -74,9 +75,10 @@ class ChunkRunner:
         # Built on first use so they belong to the event loop that runs the chunks.
         if self._results is None or self._context is None or self._semaphore is None:
             self._results = ResultStore(aioredis.Redis.from_url(self.redis_url))
+            share = CapacityShare(self.redis_url, Priority.BATCH)
             self._context = LineContext(
-                backend=build_backend(self.settings),
-                upstreams=UpstreamRouter(self.settings),
+                backend=build_backend(self.settings, share),
+                upstreams=UpstreamRouter(self.settings, share),
                 task_priced_model=self.settings.llm_model
                 if self.settings.llm_base_url
                 else "offline",

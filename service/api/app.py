@@ -17,7 +17,8 @@ from service.auth import Keyring, build_keyring
 from service.errors import PayloadTooLarge, TextbatchError, UnsupportedMediaType
 from service.files import FileStore
 from service.idempotency import IdempotencyStore
-from service.llm.factory import build_backend
+from service.llm.factory import CapacityShare, build_backend
+from service.llm.shared_capacity import Priority
 from service.pricing import PriceTable
 from service.queue import ChunkDispatcher, build_broker
 from service.result_store import ResultStore
@@ -114,8 +115,10 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
             redis_url, socket_connect_timeout=2, socket_timeout=30, health_check_interval=10
         )
         broker = build_broker(settings, redis_url)
-        backend = build_backend(settings)
-        upstreams = UpstreamRouter(settings)
+        # The API serves realtime calls only: they go ahead of batch lines upstream.
+        share = CapacityShare(redis_url, Priority.REALTIME)
+        backend = build_backend(settings, share)
+        upstreams = UpstreamRouter(settings, share)
         store = BatchStore(redis)
         file_store = FileStore(redis, settings.data_dir / "files")
         await anyio.to_thread.run_sync(file_store.remove_abandoned_uploads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from service.llm.base import ChatBackend
@@ -9,10 +11,21 @@ from service.llm.limiter import AdaptiveLimiter
 from service.llm.offline import OfflineEngine
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.llm.retry import RetryPolicy
+from service.llm.shared_capacity import Priority, SharedCapacity
 from service.settings import Settings
 
+DEFAULT_UPSTREAM = "default"
 
-def build_backend(settings: Settings) -> ChatBackend:
+
+@dataclass(frozen=True, slots=True)
+class CapacityShare:
+    """Where the shared upstream capacity lives, and whom this process calls for."""
+
+    redis_url: str
+    priority: Priority
+
+
+def build_backend(settings: Settings, share: CapacityShare | None = None) -> ChatBackend:
     """The OpenAI-compatible client when a base URL is set, else the offline engine."""
     if settings.llm_base_url is None:
         return OfflineEngine()
@@ -20,20 +33,40 @@ def build_backend(settings: Settings) -> ChatBackend:
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         settings,
+        upstream=DEFAULT_UPSTREAM,
+        share=share,
     )
 
 
 def build_openai_backend(
-    base_url: str, api_key: str | None, settings: Settings
+    base_url: str,
+    api_key: str | None,
+    settings: Settings,
+    *,
+    upstream: str = DEFAULT_UPSTREAM,
+    share: CapacityShare | None = None,
 ) -> OpenAICompatibleBackend:
     """An HTTP client for one upstream, with the settings' model, timeout, retries and pool.
 
     Each backend gets its own adaptive limiter: one upstream's overload must not
-    slow the calls to another.
+    slow the calls to another. With a ``share``, its calls also take a slot of the
+    upstream's capacity shared by every process, realtime calls first.
     """
     limiter = None
     if settings.llm_adaptive_concurrency:
         limiter = AdaptiveLimiter(settings.llm_concurrency, name=_host_of(base_url))
+    shared = None
+    if share is not None and settings.upstream_capacity > 0:
+        # Keyed by name and address: two deployments sharing a Redis share a limit only
+        # when they call the same upstream.
+        address = hashlib.blake2b(base_url.encode(), digest_size=6).hexdigest()
+        shared = SharedCapacity(
+            share.redis_url,
+            f"{upstream}-{address}",
+            settings.upstream_capacity,
+            share.priority,
+            lease_seconds=settings.llm_timeout + 30,
+        )
     return OpenAICompatibleBackend(
         base_url=base_url,
         api_key=api_key,
@@ -46,6 +79,7 @@ def build_openai_backend(
         ),
         max_connections=settings.llm_concurrency,
         limiter=limiter,
+        shared=shared,
     )
 
 

@@ -9,6 +9,7 @@ never leave this module, callers see only the ``LLMError`` tree. An optional
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from service.errors import (
 from service.llm.base import ChatReply, ChatRequest, Usage
 from service.llm.limiter import AdaptiveLimiter
 from service.llm.retry import RetryPolicy, parse_retry_after
+from service.llm.shared_capacity import SharedCapacity
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class OpenAICompatibleBackend:
         max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: AdaptiveLimiter | None = None,
+        shared: SharedCapacity | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -65,6 +68,7 @@ class OpenAICompatibleBackend:
         self._api_key = api_key or None
         self._transport = transport
         self.limiter = limiter
+        self.shared = shared
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -115,6 +119,8 @@ class OpenAICompatibleBackend:
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
             await client.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
 
     def _chat_payload(self, request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "messages": request.messages}
@@ -212,15 +218,18 @@ class OpenAICompatibleBackend:
             await asyncio.sleep(wait)
 
     async def _send(self, client: httpx.AsyncClient, url: str, payload: bytes) -> httpx.Response:
-        """One attempt; under a limiter it holds a slot only while the request is out."""
-        if self.limiter is None:
-            return await client.post(url, content=payload)
-        async with self.limiter.slot():
+        """One attempt; slots of the limiters are held only while the request is out."""
+        async with contextlib.AsyncExitStack() as slots:
+            if self.limiter is not None:
+                await slots.enter_async_context(self.limiter.slot())
+            if self.shared is not None:
+                await slots.enter_async_context(self.shared.slot())
             response = await client.post(url, content=payload)
-            if response.is_success:
-                self.limiter.record_success()
-            elif _signals_overload(response):
-                self.limiter.record_overload()
+            if self.limiter is not None:
+                if response.is_success:
+                    self.limiter.record_success()
+                elif _signals_overload(response):
+                    self.limiter.record_overload()
             return response
 
     def _status_failure(
