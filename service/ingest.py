@@ -16,6 +16,7 @@ import orjson
 from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
 from service.ids import new_id
 from service.line_validation import LineRules, validate_line
+from service.prompt_resolution import PromptResolver, ResolvedBody, names_prompt
 from service.storage import BatchStore
 
 MAX_LISTED_FAULTS = 100
@@ -47,6 +48,7 @@ class _Collector:
     store: BatchStore
     rules: LineRules
     limits: IngestLimits
+    prompts: PromptResolver
     upload_id: str = field(default_factory=lambda: new_id("upload"))
     faults: list[LineFault] = field(default_factory=list)
     more_faults: int = 0
@@ -55,6 +57,8 @@ class _Collector:
     seen: set[str] = field(default_factory=set)
     page: list[bytes] = field(default_factory=list)
     urls: set[str] = field(default_factory=set)
+    # Bytes of lines as their prompts rendered them, which the body's size does not bound.
+    rendered_bytes: int = 0
 
     def add_fault(self, fault: LineFault) -> None:
         if len(self.faults) < MAX_LISTED_FAULTS:
@@ -93,7 +97,10 @@ class _Collector:
                     LineFault(line=line_no, param=None, message=_json_fault("line", exc))
                 )
                 return
-        line_faults = validate_line(parsed, line_no, self.rules, self.seen)
+        if isinstance(parsed, dict) and names_prompt(parsed.get("body")):
+            parsed, raw, line_faults = await self._with_prompt(line_no, parsed)
+        else:
+            line_faults = validate_line(parsed, line_no, self.rules, self.seen)
         for fault in line_faults:
             self.add_fault(fault)
         if self.faults or self.more_faults:
@@ -104,6 +111,37 @@ class _Collector:
         self.page.append(raw)
         if len(self.page) >= STAGE_PAGE:
             await self.flush()
+
+    async def _with_prompt(
+        self, line_no: int, parsed: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes, list[LineFault]]:
+        """The line with its prompt rendered, as it will be stored, and its faults."""
+        custom_id = parsed.get("custom_id")
+        resolved = await self.prompts.resolve(
+            parsed["body"],
+            parsed.get("url"),
+            line_no,
+            custom_id if isinstance(custom_id, str) else None,
+        )
+        if not isinstance(resolved, ResolvedBody):
+            faults = validate_line(parsed, line_no, self.rules, self.seen, body_faults=resolved)
+            return parsed, b"", faults
+        parsed = {**parsed, "body": resolved.body}
+        faults = validate_line(parsed, line_no, self.rules, self.seen)
+        # Kept beside the body, never in it: it records which version the line used.
+        raw = orjson.dumps(
+            {**parsed, "prompt": {"slug": resolved.slug, "version": resolved.version}}
+        )
+        if len(raw) > self.limits.max_line_bytes:
+            faults.append(_too_large(line_no, self.limits, "The line with its prompt rendered"))
+        self.rendered_bytes += len(raw)
+        if self.rendered_bytes > self.limits.max_body_bytes:
+            raise PayloadTooLarge(
+                f"The batch's lines with their prompts rendered come to more than "
+                f"{self.limits.max_body_bytes} bytes, the limit per batch.",
+                line=line_no,
+            )
+        return parsed, raw, faults
 
     async def flush(self) -> None:
         if self.page and not self.faults:
@@ -129,10 +167,14 @@ class _Collector:
 
 
 async def ingest_jsonl(
-    chunks: AsyncIterator[bytes], store: BatchStore, rules: LineRules, limits: IngestLimits
+    chunks: AsyncIterator[bytes],
+    store: BatchStore,
+    rules: LineRules,
+    limits: IngestLimits,
+    prompts: PromptResolver,
 ) -> StagedSubmission:
     """Validate and stage a JSONL stream without holding the whole body in memory."""
-    collector = _Collector(store, rules, limits)
+    collector = _Collector(store, rules, limits, prompts)
     try:
         received = 0
         buffer = bytearray()
@@ -190,12 +232,12 @@ async def _oversized(collector: _Collector, line_no: int, limits: IngestLimits) 
     collector.add_fault(_too_large(line_no, limits))
 
 
-def _too_large(line_no: int, limits: IngestLimits) -> LineFault:
+def _too_large(line_no: int, limits: IngestLimits, what: str = "The line") -> LineFault:
     return LineFault(
         line=line_no,
         param=None,
         code="line_too_large",
-        message=f"The line is larger than {limits.max_line_bytes} bytes, the limit per line.",
+        message=f"{what} is larger than {limits.max_line_bytes} bytes, the limit per line.",
     )
 
 
@@ -223,10 +265,14 @@ async def read_json(chunks: AsyncIterator[bytes], limit: int, limit_name: str) -
 
 
 async def ingest_requests(
-    requests: Iterable[Any], store: BatchStore, rules: LineRules, limits: IngestLimits
+    requests: Iterable[Any],
+    store: BatchStore,
+    rules: LineRules,
+    limits: IngestLimits,
+    prompts: PromptResolver,
 ) -> StagedSubmission:
     """Validate and stage the ``requests`` array of a JSON submission."""
-    collector = _Collector(store, rules, limits)
+    collector = _Collector(store, rules, limits, prompts)
     try:
         for index, item in enumerate(requests, start=1):
             await collector.add_line(index, orjson.dumps(item), parsed=item)

@@ -60,6 +60,16 @@ def idempotency(owner: str, key_digest: str) -> str:
     return f"{PREFIX}:owner:{owner}:idempotency:{key_digest}"
 
 
+def owner_prompts(owner: str) -> str:
+    """Sorted set: an API key's prompt slugs, all scored 0 so they list in slug order."""
+    return f"{PREFIX}:owner:{owner}:prompts"
+
+
+def prompt(owner: str, slug: str) -> str:
+    """Hash: one prompt of an API key, its summary fields and one ``v:<n>`` field per version."""
+    return f"{PREFIX}:owner:{owner}:prompt:{slug}"
+
+
 def active_batches() -> str:
     """Sorted set: running batches scored by the time of their last recorded result."""
     return f"{PREFIX}:active"

@@ -43,7 +43,8 @@ def _clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _fault(line: int, custom_id: str | None, param: str | None, message: str) -> LineFault:
+def line_fault(line: int, custom_id: str | None, param: str | None, message: str) -> LineFault:
+    """A fault of one line, its echoed input clipped."""
     return LineFault(
         line=line,
         custom_id=_clip(custom_id, 64) if custom_id is not None else None,
@@ -58,7 +59,9 @@ def _capped(faults: list[LineFault], unlisted: int) -> list[LineFault]:
     if not more:
         return faults
     first = faults[0]
-    note = _fault(first.line, first.custom_id, None, f"... and {more} more fault(s) in this line.")
+    note = line_fault(
+        first.line, first.custom_id, None, f"... and {more} more fault(s) in this line."
+    )
     return [*faults[:MAX_FAULTS_PER_LINE], note]
 
 
@@ -69,7 +72,7 @@ def _passthrough_faults(
     tasks = ", ".join(f"'{name}'" for name in TASKS)
     if not isinstance(model, str) or not model.strip():
         return [
-            _fault(
+            line_fault(
                 line,
                 custom_id,
                 "body.model",
@@ -78,14 +81,18 @@ def _passthrough_faults(
         ]
     if rules.route_fault is None:
         return [
-            _fault(line, custom_id, "body.model", f"model must be one of {tasks}; got {model!r}.")
+            line_fault(
+                line, custom_id, "body.model", f"model must be one of {tasks}; got {model!r}."
+            )
         ]
     problem = rules.route_fault(model)
     if problem is not None:
-        return [_fault(line, custom_id, "body.model", problem)]
+        return [line_fault(line, custom_id, "body.model", problem)]
     required = PASSTHROUGH_URLS.get(url)
     if required is not None and required not in body:
-        return [_fault(line, custom_id, f"body.{required}", f"{required} is required for {url}.")]
+        return [
+            line_fault(line, custom_id, f"body.{required}", f"{required} is required for {url}.")
+        ]
     return []
 
 
@@ -98,12 +105,12 @@ def validate_body(
 ) -> list[LineFault]:
     """Faults of a request body (a line's or a realtime one); params are paths under ``body``."""
     if not isinstance(body, dict):
-        return [_fault(line, custom_id, "body", "body must be a JSON object.")]
+        return [line_fault(line, custom_id, "body", "body must be a JSON object.")]
     faults: list[LineFault] = []
     for name in DOCUMENT_FIELDS:
         if name in body:
             faults.append(
-                _fault(
+                line_fault(
                     line,
                     custom_id,
                     f"body.{name}",
@@ -119,7 +126,9 @@ def validate_body(
         return _passthrough_faults(body, url, rules, line, custom_id)
     if url != CHAT_COMPLETIONS:
         return [
-            _fault(line, custom_id, "url", f"The {model} task is served at '{CHAT_COMPLETIONS}'.")
+            line_fault(
+                line, custom_id, "url", f"The {model} task is served at '{CHAT_COMPLETIONS}'."
+            )
         ]
     try:
         task.request_model.model_validate(body)
@@ -127,12 +136,12 @@ def validate_body(
         for error in exc.errors(include_url=False, include_input=False):
             path = ".".join(str(part) for part in error["loc"])
             message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
-            faults.append(_fault(line, custom_id, f"body.{path}" if path else "body", message))
+            faults.append(line_fault(line, custom_id, f"body.{path}" if path else "body", message))
         return faults
     text = body.get("text")
     if isinstance(text, str) and len(text) > rules.max_text_chars:
         faults.append(
-            _fault(
+            line_fault(
                 line,
                 custom_id,
                 "body.text",
@@ -143,25 +152,33 @@ def validate_body(
 
 
 def validate_line(
-    obj: Any, line: int, rules: LineRules, seen_custom_ids: set[str]
+    obj: Any,
+    line: int,
+    rules: LineRules,
+    seen_custom_ids: set[str],
+    body_faults: list[LineFault] | None = None,
 ) -> list[LineFault]:
-    """Every fault of one parsed input line; records its custom_id in ``seen_custom_ids``."""
+    """Every fault of one parsed input line; records its custom_id in ``seen_custom_ids``.
+
+    ``body_faults``, when given, are the faults already found in the body (a prompt it
+    names could not be resolved); they are reported instead of checking the body again.
+    """
     if not isinstance(obj, dict):
-        return [_fault(line, None, None, "Each line must be a JSON object.")]
+        return [line_fault(line, None, None, "Each line must be a JSON object.")]
     raw_id = obj.get("custom_id")
     custom_id = raw_id if isinstance(raw_id, str) else None
     unknown = sorted(obj.keys() - LINE_FIELDS)
     faults = [
-        _fault(line, custom_id, name, "unknown field") for name in unknown[:MAX_FAULTS_PER_LINE]
+        line_fault(line, custom_id, name, "unknown field") for name in unknown[:MAX_FAULTS_PER_LINE]
     ]
     unlisted = len(unknown) - len(faults)
     if "custom_id" not in obj:
-        faults.append(_fault(line, None, "custom_id", "custom_id is required."))
+        faults.append(line_fault(line, None, "custom_id", "custom_id is required."))
     elif custom_id is None:
-        faults.append(_fault(line, None, "custom_id", "custom_id must be a string."))
+        faults.append(line_fault(line, None, "custom_id", "custom_id must be a string."))
     elif not CUSTOM_ID_PATTERN.fullmatch(custom_id):
         faults.append(
-            _fault(
+            line_fault(
                 line,
                 custom_id,
                 "custom_id",
@@ -169,21 +186,27 @@ def validate_line(
             )
         )
     elif custom_id in seen_custom_ids:
-        faults.append(_fault(line, custom_id, "custom_id", f"Duplicate custom_id '{custom_id}'."))
+        faults.append(
+            line_fault(line, custom_id, "custom_id", f"Duplicate custom_id '{custom_id}'.")
+        )
     else:
         seen_custom_ids.add(custom_id)
     if obj.get("method") != "POST":
-        faults.append(_fault(line, custom_id, "method", "method must be 'POST'."))
+        faults.append(line_fault(line, custom_id, "method", "method must be 'POST'."))
     url = obj.get("url")
     if rules.endpoint is not None and url != rules.endpoint:
         faults.append(
-            _fault(line, custom_id, "url", f"url must be the batch's endpoint, '{rules.endpoint}'.")
+            line_fault(
+                line, custom_id, "url", f"url must be the batch's endpoint, '{rules.endpoint}'."
+            )
         )
     elif not isinstance(url, str) or url not in PASSTHROUGH_URLS:
         allowed = ", ".join(f"'{name}'" for name in PASSTHROUGH_URLS)
-        faults.append(_fault(line, custom_id, "url", f"url must be one of {allowed}."))
+        faults.append(line_fault(line, custom_id, "url", f"url must be one of {allowed}."))
     if "body" not in obj:
-        faults.append(_fault(line, custom_id, "body", "body is required."))
+        faults.append(line_fault(line, custom_id, "body", "body is required."))
+    elif body_faults is not None:
+        faults += body_faults
     elif isinstance(url, str) and url in PASSTHROUGH_URLS:
         faults += validate_body(obj["body"], rules, line, custom_id, url)
     return _capped(faults, unlisted)

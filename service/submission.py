@@ -18,6 +18,8 @@ import anyio
 from service.errors import BatchRejected, InvalidRequest, TextbatchError
 from service.ingest import IngestLimits, StagedSubmission
 from service.line_validation import PASSTHROUGH_URLS, LineRules
+from service.prompt_resolution import PromptResolver
+from service.prompt_store import PromptStore
 from service.queue import ChunkDispatcher
 from service.records import NewBatch
 from service.settings import Settings
@@ -71,11 +73,13 @@ class Submitter:
         store: BatchStore,
         dispatcher: ChunkDispatcher,
         route_fault: Callable[[str], str | None],
+        prompts: PromptStore,
     ) -> None:
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
         self.route_fault = route_fault
+        self.prompts = prompts
 
     def rules(self, endpoint: str | None) -> LineRules:
         return LineRules(
@@ -83,6 +87,10 @@ class Submitter:
             endpoint=endpoint,
             route_fault=self.route_fault,
         )
+
+    def prompt_resolver(self, owner: str) -> PromptResolver:
+        """A resolver for one submission (or realtime call) of ``owner``'s."""
+        return PromptResolver(self.prompts, owner, self.settings.max_line_bytes)
 
     def limits(self) -> IngestLimits:
         s = self.settings

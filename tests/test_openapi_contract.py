@@ -40,6 +40,13 @@ OPERATIONS = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/completions"),
+    ("POST", "/v1/batches/from_prompt"),
+    ("POST", "/v1/prompts"),
+    ("GET", "/v1/prompts"),
+    ("GET", "/v1/prompts/{slug}"),
+    ("DELETE", "/v1/prompts/{slug}"),
+    ("POST", "/v1/prompts/{slug}/versions"),
+    ("POST", "/v1/prompts/{slug}/publish"),
 ]
 
 

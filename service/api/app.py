@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import batches, chat, files, health
+from service.api import batches, chat, files, health, prompts
 from service.api.deps import AppState
 from service.api.errors import error_response, install_error_handlers
 from service.auth import Keyring, build_keyring
@@ -20,6 +20,7 @@ from service.idempotency import IdempotencyStore
 from service.llm.factory import CapacityShare, build_backend
 from service.llm.shared_capacity import Priority
 from service.pricing import PriceTable
+from service.prompt_store import PromptStore
 from service.queue import ChunkDispatcher, build_broker
 from service.result_store import ResultStore
 from service.settings import Settings
@@ -121,6 +122,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         upstreams = UpstreamRouter(settings, share)
         store = BatchStore(redis)
         file_store = FileStore(redis, settings.data_dir / "files")
+        prompt_store = PromptStore(redis)
         await anyio.to_thread.run_sync(file_store.remove_abandoned_uploads)
         dispatcher = ChunkDispatcher(broker, settings.queue_name, settings.chunk_size)
         app.state.textbatch = AppState(
@@ -129,11 +131,12 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
             store=store,
             results=ResultStore(redis),
             files=file_store,
-            submitter=Submitter(settings, store, dispatcher, upstreams.route_fault),
+            submitter=Submitter(settings, store, dispatcher, upstreams.route_fault, prompt_store),
             idempotency=IdempotencyStore(redis),
             backend=backend,
             upstreams=upstreams,
             prices=prices,
+            prompts=prompt_store,
         )
         try:
             yield
@@ -155,4 +158,5 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
     app.include_router(batches.router)
     app.include_router(files.router)
     app.include_router(chat.router)
+    app.include_router(prompts.router)
     return app

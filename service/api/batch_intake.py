@@ -1,8 +1,8 @@
-"""Reads a batch submission in any of its three forms and validates it into staging.
+"""Reads a batch submission in any of its forms and validates it into staging.
 
 JSONL bodies are validated as they stream in; JSON bodies carry inline
-``requests`` or an uploaded ``input_file_id``. The request is hashed on the
-way, for idempotent retries.
+``requests`` or an uploaded ``input_file_id``; ``from_prompt`` bodies carry one
+variable set per line. The request is hashed on the way, for idempotent retries.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import Request
 
-from service.api.deps import AppState
+from service.api.deps import AppState, validated
+from service.api.prompt_schemas import BatchFromPrompt
 from service.errors import (
     BatchRejected,
     InvalidRequest,
@@ -28,6 +30,7 @@ from service.ingest import (
     read_json,
     validate_metadata,
 )
+from service.line_validation import CHAT_COMPLETIONS
 from service.submission import BatchOptions, check_endpoint, window_seconds
 
 JSONL_TYPES = frozenset(
@@ -88,6 +91,7 @@ async def _from_file(state: AppState, owner: str, options: BatchOptions, digest:
             state.store,
             submitter.rules(options.endpoint),
             submitter.limits(),
+            submitter.prompt_resolver(owner),
         )
     except (BatchRejected, PayloadTooLarge) as exc:
         return Prepared(options, digest, rejection=exc)
@@ -116,6 +120,7 @@ async def prepare_submission(
             state.store,
             submitter.rules(options.endpoint),
             submitter.limits(),
+            submitter.prompt_resolver(owner),
         )
         return Prepared(options, digest.hexdigest(), staged=staged)
     if content_type != "application/json":
@@ -143,6 +148,65 @@ async def prepare_submission(
             f"The batch has {len(requests)} lines; the limit is {state.settings.max_lines}."
         )
     staged = await ingest_requests(
-        requests, state.store, submitter.rules(options.endpoint), submitter.limits()
+        requests,
+        state.store,
+        submitter.rules(options.endpoint),
+        submitter.limits(),
+        submitter.prompt_resolver(owner),
+    )
+    return Prepared(options, digest.hexdigest(), staged=staged)
+
+
+async def prepare_from_prompt(state: AppState, owner: str, body: Any) -> Prepared:
+    """One line per variable set, named ``row-<n>`` unless ``custom_ids`` names them.
+
+    An unknown prompt is a 404, as for any other object; faults of single variable
+    sets are line faults naming the row, as for any batch input.
+    """
+    payload = validated(BatchFromPrompt, body)
+    digest = RequestDigest("from_prompt")
+    digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    window = payload.completion_window or state.settings.completion_window
+    window_seconds(window)
+    options = BatchOptions(
+        endpoint=CHAT_COMPLETIONS,
+        completion_window=window,
+        metadata=validate_metadata(payload.metadata),
+    )
+    rows = len(payload.variables)
+    if rows > state.settings.max_lines:
+        raise PayloadTooLarge(
+            f"There are {rows} variable sets; the limit is {state.settings.max_lines}."
+        )
+    if payload.custom_ids is not None and len(payload.custom_ids) != rows:
+        raise InvalidRequest(
+            f"custom_ids must name each of the {rows} variable sets; it has "
+            f"{len(payload.custom_ids)} ids.",
+            param="custom_ids",
+        )
+    custom_ids = payload.custom_ids or [f"row-{n}" for n in range(1, rows + 1)]
+    resolver = state.submitter.prompt_resolver(owner)
+    # Pinned once, so every line uses the version that was published at this moment.
+    version = await resolver.pin(payload.prompt_slug, payload.prompt_version)
+    requests = (
+        {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": CHAT_COMPLETIONS,
+            "body": {
+                "model": payload.model,
+                "prompt_slug": payload.prompt_slug,
+                "prompt_version": version,
+                "variables": variables,
+            },
+        }
+        for custom_id, variables in zip(custom_ids, payload.variables, strict=True)
+    )
+    staged = await ingest_requests(
+        requests,
+        state.store,
+        state.submitter.rules(CHAT_COMPLETIONS),
+        state.submitter.limits(),
+        resolver,
     )
     return Prepared(options, digest.hexdigest(), staged=staged)

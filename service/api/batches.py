@@ -10,8 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from service.api.batch_intake import Prepared, prepare_submission
-from service.api.deps import AppState, PrincipalDep, StateDep
+from service.api.batch_intake import Prepared, prepare_from_prompt, prepare_submission
+from service.api.deps import AppState, JsonBody, PrincipalDep, StateDep
+from service.api.prompt_schemas import BatchFromPrompt, json_request_body
 from service.api.schemas import ERROR_RESPONSES, BatchCreate, BatchList, BatchPublic
 from service.errors import Conflict, NotFound
 from service.idempotency import Claim, check_key
@@ -107,9 +108,35 @@ async def create_batch(
     With an ``Idempotency-Key`` header a retried request returns the batch the
     first one made; the same key with a different request is a 409.
     """
-    owner = principal.owner
     key = check_key(idempotency_key) if idempotency_key is not None else None
-    prepared = await prepare_submission(request, state, owner, endpoint, completion_window)
+    prepared = await prepare_submission(
+        request, state, principal.owner, endpoint, completion_window
+    )
+    return await _submit(state, principal.owner, key, prepared)
+
+
+@router.post(
+    "/from_prompt", response_model=BatchPublic, openapi_extra=json_request_body(BatchFromPrompt)
+)
+async def create_batch_from_prompt(
+    state: StateDep,
+    principal: PrincipalDep,
+    body: JsonBody,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> BatchPublic:
+    """One line per variable set, each rendering the same stored prompt for the same model.
+
+    Lines are ``row-1``, ``row-2``, … unless ``custom_ids`` names them. The prompt's
+    version is pinned when the batch is made. ``Idempotency-Key`` works as for
+    ``POST /v1/batches``.
+    """
+    key = check_key(idempotency_key) if idempotency_key is not None else None
+    prepared = await prepare_from_prompt(state, principal.owner, body)
+    return await _submit(state, principal.owner, key, prepared)
+
+
+async def _submit(state: AppState, owner: str, key: str | None, prepared: Prepared) -> BatchPublic:
+    """Commit a prepared submission, or answer with the batch its idempotency key made."""
     batch_id = new_batch_id()
     if key is not None:
         earlier = await state.idempotency.claim(owner, key, Claim(batch_id, prepared.digest))

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any, NoReturn
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import AppState, PrincipalDep, StateDep
+from service.api.deps import AppState, JsonBody, PrincipalDep, StateDep
+from service.api.prompt_schemas import PROMPT_REFERENCE
 from service.api.schemas import ERROR_RESPONSES
-from service.errors import InvalidRequest, UnsupportedMediaType
+from service.auth import Principal
+from service.errors import InvalidRequest, LineFault
 from service.ids import new_completion_id
-from service.ingest import read_json
 from service.line_validation import CHAT_COMPLETIONS, LineRules, validate_body
+from service.prompt_resolution import ResolvedBody, names_prompt
 from tasks.classify import ClassifyRequest
 from tasks.execute import chat_completion_body, parse_task_body, run_task
 from tasks.extract import ExtractRequest
@@ -21,22 +23,6 @@ from tasks.registry import get_task
 from tasks.summarize import SummarizeRequest
 
 router = APIRouter(prefix="/v1", tags=["realtime"], responses=ERROR_RESPONSES)
-
-
-async def json_body(request: Request, state: StateDep) -> Any:
-    """The body, read as a JSON document of at most one batch line's size."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(
-            "Send the request as JSON (content-type application/json).", param="content-type"
-        )
-    return await read_json(
-        request.stream(), state.settings.max_line_bytes, "for one realtime request"
-    )
-
-
-# Routes take it after the principal, so a caller without a key is refused unread.
-JsonBody = Annotated[Any, Depends(json_body)]
 
 
 def _task_schemas() -> list[dict[str, Any]]:
@@ -55,7 +41,7 @@ def _request_body(required: str, *, tasks: bool = False) -> dict[str, Any]:
         "required": ["model", required],
         "properties": {"model": {"type": "string", "minLength": 1}},
     }
-    schema = {"anyOf": [*_task_schemas(), passthrough]} if tasks else passthrough
+    schema = {"anyOf": [*_task_schemas(), passthrough, PROMPT_REFERENCE]} if tasks else passthrough
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -67,10 +53,24 @@ def _check(body: Any, state: AppState, url: str) -> None:
     )
     faults = validate_body(body, rules, url=url)
     if faults:
-        first = faults[0]
-        param = first.param.removeprefix("body.") if first.param else None
-        message = f"{param}: {first.message}" if param and param != "body" else first.message
-        raise InvalidRequest(message, param=param)
+        _refuse(faults[0])
+
+
+def _refuse(fault: LineFault) -> NoReturn:
+    """Answer a fault of a realtime body as a 400."""
+    param = fault.param.removeprefix("body.") if fault.param else None
+    message = f"{param}: {fault.message}" if param and param != "body" else fault.message
+    raise InvalidRequest(message, param=param)
+
+
+async def _resolved(state: AppState, principal: Principal, body: Any, url: str) -> Any:
+    """The body with the prompt it names rendered into it; the body itself when it names none."""
+    if not names_prompt(body):
+        return body
+    resolved = await state.submitter.prompt_resolver(principal.owner).resolve(body, url)
+    if not isinstance(resolved, ResolvedBody):
+        _refuse(resolved[0])
+    return resolved.body
 
 
 async def _pass_through(state: AppState, url: str, body: dict[str, Any]) -> JSONResponse:
@@ -85,7 +85,11 @@ async def _pass_through(state: AppState, url: str, body: dict[str, Any]) -> JSON
 async def chat_completions(
     state: StateDep, principal: PrincipalDep, body: JsonBody
 ) -> dict[str, Any] | JSONResponse:
-    """Run one extract / summarize / classify request now, or pass another model through."""
+    """Run one extract / summarize / classify request now, or pass another model through.
+
+    A body may name a stored prompt (``prompt_slug``) instead of giving ``messages``.
+    """
+    body = await _resolved(state, principal, body, CHAT_COMPLETIONS)
     _check(body, state, CHAT_COMPLETIONS)
     if get_task(str(body.get("model"))) is None:
         return await _pass_through(state, CHAT_COMPLETIONS, body)
@@ -102,6 +106,7 @@ async def chat_completions(
 @router.post("/embeddings", response_model=None, openapi_extra=_request_body("input"))
 async def embeddings(state: StateDep, principal: PrincipalDep, body: JsonBody) -> JSONResponse:
     """Pass an embeddings request to the upstream its model names."""
+    await _resolved(state, principal, body, "/v1/embeddings")
     _check(body, state, "/v1/embeddings")
     return await _pass_through(state, "/v1/embeddings", body)
 
@@ -109,5 +114,6 @@ async def embeddings(state: StateDep, principal: PrincipalDep, body: JsonBody) -
 @router.post("/completions", response_model=None, openapi_extra=_request_body("prompt"))
 async def completions(state: StateDep, principal: PrincipalDep, body: JsonBody) -> JSONResponse:
     """Pass a legacy completions request to the upstream its model names."""
+    await _resolved(state, principal, body, "/v1/completions")
     _check(body, state, "/v1/completions")
     return await _pass_through(state, "/v1/completions", body)

@@ -1,17 +1,21 @@
-"""FastAPI dependencies: the app's shared resources and the caller's identity."""
+"""FastAPI dependencies: the app's shared resources, the caller's identity, JSON bodies."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
 
 from service.auth import Keyring, Principal
+from service.errors import InvalidRequest, UnsupportedMediaType
 from service.files import FileStore
 from service.idempotency import IdempotencyStore
+from service.ingest import read_json
 from service.llm.base import ChatBackend
 from service.pricing import PriceTable
+from service.prompt_store import PromptStore
 from service.result_store import ResultStore
 from service.settings import Settings
 from service.storage import BatchStore
@@ -33,6 +37,7 @@ class AppState:
     backend: ChatBackend
     upstreams: UpstreamRouter
     prices: PriceTable
+    prompts: PromptStore
 
 
 def get_state(request: Request) -> AppState:
@@ -55,3 +60,30 @@ def authenticate(request: Request, state: StateDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+async def json_body(request: Request, state: StateDep) -> Any:
+    """The body, read as a JSON document of at most one batch line's size."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            "Send the request as JSON (content-type application/json).", param="content-type"
+        )
+    return await read_json(request.stream(), state.settings.max_line_bytes, "per JSON request")
+
+
+# Routes take it after the principal, so a caller without a key is refused unread.
+JsonBody = Annotated[Any, Depends(json_body)]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validated(model: type[ModelT], payload: Any) -> ModelT:
+    """``payload`` as ``model``; a 400 naming the first field at fault otherwise."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise InvalidRequest(f"{param}: {message}" if param else message, param=param) from None
