@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,3 +58,16 @@ def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedValkey | None]:
         return settings.redis_url, None
     server = EmbeddedValkey(settings.data_dir)
     return server.start(), server
+
+
+# Connections one process may open to Redis; past this, callers wait for a free one
+# instead of failing (redis-py's plain pool raises at its limit, 100 by default).
+MAX_REDIS_CONNECTIONS = 512
+
+
+def connect_async(url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio Redis client whose pool makes callers wait rather than fail when full."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_REDIS_CONNECTIONS, timeout=30, **options
+    )
+    return aioredis.Redis(connection_pool=pool)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
-import redis.asyncio as aioredis
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 from redis import exceptions as redis_errors
@@ -28,6 +27,7 @@ from service.llm.factory import CapacityShare, build_backend
 from service.llm.shared_capacity import Priority
 from service.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.records import BatchStatus, LineOutcome, LineResult
+from service.redis_server import connect_async
 from service.result_store import ResultStore
 from service.settings import Settings
 from service.storage import BatchStore
@@ -74,7 +74,7 @@ class ChunkRunner:
     def _resources(self) -> tuple[ResultStore, LineContext, asyncio.Semaphore]:
         # Built on first use so they belong to the event loop that runs the chunks.
         if self._results is None or self._context is None or self._semaphore is None:
-            self._results = ResultStore(aioredis.Redis.from_url(self.redis_url))
+            self._results = ResultStore(connect_async(self.redis_url))
             share = CapacityShare(self.redis_url, Priority.BATCH)
             self._context = LineContext(
                 backend=build_backend(self.settings, share),
@@ -188,7 +188,7 @@ class _WorkerLifecycle(Middleware):
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             dispatcher = ChunkDispatcher(broker, self.settings.queue_name, self.settings.chunk_size)
-            store = BatchStore(aioredis.Redis.from_url(self.redis_url))
+            store = BatchStore(connect_async(self.redis_url))
             sweeper = Sweeper(self.settings, store, dispatcher)
             self._sweep = asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop_thread.loop)
 

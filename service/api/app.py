@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +21,7 @@ from service.llm.shared_capacity import Priority
 from service.pricing import PriceTable
 from service.prompt_store import PromptStore
 from service.queue import ChunkDispatcher, build_broker
+from service.redis_server import connect_async
 from service.result_store import ResultStore
 from service.settings import Settings
 from service.storage import BatchStore
@@ -112,7 +112,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = aioredis.Redis.from_url(
+        redis = connect_async(
             redis_url, socket_connect_timeout=2, socket_timeout=30, health_check_interval=10
         )
         broker = build_broker(settings, redis_url)

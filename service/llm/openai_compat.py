@@ -40,6 +40,9 @@ _T = TypeVar("_T")
 DEFAULT_RETRY = RetryPolicy()
 
 
+CONNECTIONS_PER_CLIENT = 16
+
+
 class _UnusableBody(Exception):
     """A 2xx answer whose body cannot be read; retried like a 5xx."""
 
@@ -69,7 +72,8 @@ class OpenAICompatibleBackend:
         self._transport = transport
         self.limiter = limiter
         self.shared = shared
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._next_client = 0
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -116,8 +120,8 @@ class OpenAICompatibleBackend:
         return status, data, request_id
 
     async def aclose(self) -> None:
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
+        clients, self._clients, self._client_loop = self._clients, [], None
+        for client in clients:
             await client.aclose()
         if self.shared is not None:
             await self.shared.aclose()
@@ -143,24 +147,35 @@ class OpenAICompatibleBackend:
         return payload
 
     def _http_client(self) -> httpx.AsyncClient:
-        # The client's connection pool belongs to the loop it was first used in,
-        # so it is built lazily inside that loop and rebuilt if the loop changes.
+        """One of the backend's clients, in turn.
+
+        The connections are split over clients of at most ``CONNECTIONS_PER_CLIENT``:
+        the pool's bookkeeping scans every connection on each request, so one pool of
+        128 connections costs far more CPU than eight of 16. A pool belongs to the
+        loop it was first used in, so clients are built lazily inside that loop and
+        rebuilt if the loop changes.
+        """
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
+        if not self._clients or self._client_loop is not loop:
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
-            self._client = httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(self.timeout),
-                limits=httpx.Limits(
-                    max_connections=self.max_connections,
-                    max_keepalive_connections=self.max_connections,
-                ),
-                transport=self._transport,
-            )
+            shards = 1 if self._transport else -(-self.max_connections // CONNECTIONS_PER_CLIENT)
+            per_client = -(-self.max_connections // shards)
+            self._clients = [
+                httpx.AsyncClient(
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout),
+                    limits=httpx.Limits(
+                        max_connections=per_client, max_keepalive_connections=per_client
+                    ),
+                    transport=self._transport,
+                )
+                for _ in range(shards)
+            ]
             self._client_loop = loop
-        return self._client
+        self._next_client = (self._next_client + 1) % len(self._clients)
+        return self._clients[self._next_client]
 
     async def _post_with_retries(
         self,

@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from service import keys
+from service.redis_server import connect_async
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class SharedCapacity:
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(self.redis_url)
+            self._redis = connect_async(self.redis_url)
             self._acquire = self._redis.register_script(_ACQUIRE)
             self._release = self._redis.register_script(_RELEASE)
         return self._redis
