@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 
@@ -25,3 +26,12 @@ def new_completion_id() -> str:
 def new_file_id() -> str:
     """``file-`` and 32 hex digits, the hosted API's shape for file ids."""
     return f"file-{secrets.token_hex(16)}"
+
+
+def derived_id(prefix: str, batch_id: str, index: int) -> str:
+    """An id fixed by batch and line, so a line run twice yields identical output.
+
+    Unguessable as long as the batch id is: it is a keyed digest of it.
+    """
+    digest = hashlib.blake2b(f"{batch_id}:{index}".encode(), digest_size=16).hexdigest()
+    return f"{prefix}{digest}"

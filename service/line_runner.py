@@ -6,7 +6,6 @@ the chunk, so one line never fails its neighbours.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from service.errors import InvalidRequest, LLMError
+from service.ids import derived_id
 from service.llm.base import ChatBackend
 from service.records import LineOutcome, LineResult
 from service.upstreams import UpstreamRouter
@@ -32,12 +32,6 @@ class LineContext:
     backend: ChatBackend
     upstreams: UpstreamRouter
     task_priced_model: str
-
-
-def derived_id(prefix: str, batch_id: str, index: int) -> str:
-    """An id fixed by batch and line, so a line run twice yields identical output."""
-    digest = hashlib.blake2b(f"{batch_id}:{index}".encode(), digest_size=16).hexdigest()
-    return f"{prefix}{digest}"
 
 
 def _output_line(

@@ -23,7 +23,7 @@ from dramatiq.middleware import Middleware
 from redis import exceptions as redis_errors
 
 from service.line_runner import LineContext, error_line, run_line
-from service.llm.factory import CapacityShare, build_backend
+from service.llm.factory import CapacityShare, build_backend, priced_model
 from service.llm.shared_capacity import Priority
 from service.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.records import BatchStatus, LineOutcome, LineResult
@@ -79,9 +79,7 @@ class ChunkRunner:
             self._context = LineContext(
                 backend=build_backend(self.settings, share),
                 upstreams=UpstreamRouter(self.settings, share),
-                task_priced_model=self.settings.llm_model
-                if self.settings.llm_base_url
-                else "offline",
+                task_priced_model=priced_model(self.settings),
             )
             self._semaphore = asyncio.Semaphore(self.settings.llm_concurrency)
         return self._results, self._context, self._semaphore

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from service.llm.base import ChatBackend
 from service.llm.limiter import AdaptiveLimiter
-from service.llm.offline import OfflineEngine
+from service.llm.offline import OFFLINE_MODEL, OfflineEngine
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.llm.retry import RetryPolicy
 from service.llm.shared_capacity import Priority, SharedCapacity
@@ -88,6 +88,11 @@ def _host_of(base_url: str) -> str:
     parts = urlsplit(base_url)
     host = parts.hostname or "upstream"
     return f"{host}:{parts.port}" if parts.port else host
+
+
+def priced_model(settings: Settings) -> str:
+    """The model name task lines are priced under: what the backend calls upstream."""
+    return settings.llm_model if settings.llm_base_url else OFFLINE_MODEL
 
 
 def backend_label(settings: Settings) -> str:
