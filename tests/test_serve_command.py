@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.batches import line, output_lines, submit, wait_finished
-from tests.support.service import free_port
+from tests.support.service import free_port, wait_until_answering
 
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
@@ -27,18 +26,6 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
-
-
-def _wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("textbatch serve did not become ready")
 
 
 def _interrupt(process: subprocess.Popen[str]) -> str:
@@ -58,7 +45,7 @@ def test_serve_generates_a_key_persists_batches_and_stops_cleanly(tmp_path: Path
     port = free_port()
     first = _serve(tmp_path, port)
     try:
-        _wait_ready(port)
+        wait_until_answering(f"http://127.0.0.1:{port}/readyz")
         key = (tmp_path / "api-key").read_text().strip()
         assert key
         assert httpx.get(f"http://127.0.0.1:{port}/v1/batches/x").status_code == 401
@@ -77,7 +64,7 @@ def test_serve_generates_a_key_persists_batches_and_stops_cleanly(tmp_path: Path
 
     second = _serve(tmp_path, port)
     try:
-        _wait_ready(port)
+        wait_until_answering(f"http://127.0.0.1:{port}/readyz")
         assert (tmp_path / "api-key").read_text().strip() == key
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"x-api-key": key}
@@ -100,14 +87,7 @@ def test_api_answers_503_when_redis_is_unreachable(tmp_path: Path) -> None:
     )
     api = subprocess.Popen([sys.executable, "-m", "service.cli", "api"], env=env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        wait_until_answering(f"http://127.0.0.1:{port}/healthz", api)
         headers = {"x-api-key": "k-503"}
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as client:
             body = {"model": "summarize", "text": "Nothing can be queued."}

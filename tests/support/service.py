@@ -16,6 +16,23 @@ from typing import Any
 import httpx
 
 
+def wait_until_answering(
+    url: str, process: subprocess.Popen[Any] | None = None, timeout: float = 30
+) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:g} s")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,17 +79,7 @@ class RunningService:
             stdout=output or subprocess.DEVNULL,
             stderr=output,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.api.poll() is not None:
-                raise RuntimeError(f"the API exited with {self.api.returncode}")
-            time.sleep(0.1)
-        raise RuntimeError("the API did not start in 30 s")
+        wait_until_answering(f"{self.url}/healthz", self.api)
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         output = self._output(f"worker-{len(self.workers)}")
