@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from service.errors import InvalidRequest, LLMError
 from service.ids import derived_id
 from service.llm.base import ChatBackend
+from service.llm.call_gate import GateClosed
 from service.records import LineOutcome, LineResult
 from service.upstreams import UpstreamRouter
 from tasks.execute import chat_completion_body, parse_task_body, run_task
@@ -126,6 +127,8 @@ async def run_line(
             return await _run_task_line(batch_id, index, custom_id, body, context)
         url = str(line.get("url", "/v1/chat/completions"))
         return await _run_passthrough_line(batch_id, index, custom_id, url, body, context)
+    except GateClosed:
+        raise  # the caller's own signal: it decides what the line's result is
     except LLMError as exc:
         return error_line(batch_id, index, custom_id, exc.code, exc.message, exc.attempts)
     except InvalidRequest as exc:

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
@@ -23,6 +23,7 @@ from dramatiq.middleware import Middleware
 from redis import exceptions as redis_errors
 
 from service.line_runner import LineContext, error_line, run_line
+from service.llm.call_gate import GateClosed, set_call_gate
 from service.llm.factory import CapacityShare, build_backend, priced_model
 from service.llm.shared_capacity import Priority
 from service.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
@@ -38,9 +39,14 @@ log = logging.getLogger(__name__)
 
 # A line checks its batch's status just before it runs; this long a look stays fresh.
 STATUS_FRESH_SECONDS = 0.1
+# Lines a worker holds per call slot. Preparing a line and reading its answer take a
+# little time each; with only as many lines as slots, a slot would idle meanwhile.
+# The backend's limiter bounds the calls in flight to ``llm_concurrency``.
+LINES_PER_CALL_SLOT = 2
 # A finished line's result is kept in memory and retried this long while Redis is away.
 RECORD_RETRY_SECONDS = 600.0
 RECORD_FIRST_PAUSE = 0.2
+StopReason = tuple[str, str, LineOutcome]
 CANCELLED = (
     "batch_cancelled",
     "The batch was cancelled before this line ran.",
@@ -81,12 +87,10 @@ class ChunkRunner:
                 upstreams=UpstreamRouter(self.settings, share),
                 task_priced_model=priced_model(self.settings),
             )
-            self._semaphore = asyncio.Semaphore(self.settings.llm_concurrency)
+            self._semaphore = asyncio.Semaphore(LINES_PER_CALL_SLOT * self.settings.llm_concurrency)
         return self._results, self._context, self._semaphore
 
-    async def _stop_reason(
-        self, results: ResultStore, batch_id: str
-    ) -> tuple[str, str, LineOutcome] | None:
+    async def _stop_reason(self, results: ResultStore, batch_id: str) -> StopReason | None:
         """Why the batch no longer wants its unrun lines run, if it does not."""
         look = self._looks.get(batch_id)
         now = time.monotonic()
@@ -107,12 +111,16 @@ class ChunkRunner:
         if state.status is None or not state.pending:
             return
 
-        def stopped(
-            index: int, line: dict[str, Any], reason: tuple[str, str, LineOutcome]
-        ) -> LineResult:
+        def stopped(index: int, line: dict[str, Any], reason: StopReason) -> LineResult:
             code, message, outcome = reason
             custom_id = str(line.get("custom_id", ""))
             return error_line(batch_id, index, custom_id, code, message, outcome=outcome)
+
+        async def gate() -> None:
+            # Checked again once the line holds a call slot, which it may have waited for.
+            reason = await self._stop_reason(results, batch_id)
+            if reason is not None:
+                raise GateClosed(reason)
 
         async def run_and_record(index: int, line: dict[str, Any]) -> None:
             async with semaphore:
@@ -121,12 +129,15 @@ class ChunkRunner:
                     result = stopped(index, line, reason)
                 else:
                     remaining = None if state.expires_at is None else state.expires_at - time.time()
+                    set_call_gate(gate)
                     try:
                         result = await asyncio.wait_for(
                             run_line(batch_id, index, line, context), remaining
                         )
                     except TimeoutError:
                         result = stopped(index, line, EXPIRED)
+                    except GateClosed as closed:
+                        result = stopped(index, line, cast(StopReason, closed.reason))
             await self._record(results, batch_id, state.owner, result)
 
         await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))

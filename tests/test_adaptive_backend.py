@@ -123,9 +123,13 @@ def test_settings_give_every_upstream_its_own_limiter() -> None:
     assert "hunter2" not in repr(default)
 
 
-def test_adaptive_concurrency_can_be_switched_off() -> None:
-    settings = load_settings(llm_adaptive_concurrency=False)
+def test_adaptive_concurrency_can_be_switched_off_leaving_a_fixed_bound() -> None:
+    settings = load_settings(llm_adaptive_concurrency=False, llm_concurrency=12)
 
-    backend = build_openai_backend("http://llm.example/v1", None, settings)
+    limiter = build_openai_backend("http://llm.example/v1", None, settings).limiter
 
-    assert backend.limiter is None
+    # Workers hold more lines than call slots, so the bound stays; only adaptation goes.
+    assert limiter is not None and limiter.limit == 12
+    for _ in range(50):
+        limiter.record_overload()
+    assert limiter.limit == 12

@@ -48,13 +48,16 @@ def build_openai_backend(
 ) -> OpenAICompatibleBackend:
     """An HTTP client for one upstream, with the settings' model, timeout, retries and pool.
 
-    Each backend gets its own adaptive limiter: one upstream's overload must not
-    slow the calls to another. With a ``share``, its calls also take a slot of the
-    upstream's capacity shared by every process, realtime calls first.
+    Each backend gets its own limiter of ``llm_concurrency`` calls in flight, adaptive
+    unless turned off: one upstream's overload must not slow the calls to another.
+    With a ``share``, its calls also take a slot of the upstream's capacity shared by
+    every process, realtime calls first.
     """
-    limiter = None
-    if settings.llm_adaptive_concurrency:
-        limiter = AdaptiveLimiter(settings.llm_concurrency, name=_host_of(base_url))
+    # Always a bound on calls in flight: workers hold more lines than call slots. Without
+    # adaptation it is a fixed one (the limit cannot fall below its maximum).
+    concurrency = settings.llm_concurrency
+    floor = 1 if settings.llm_adaptive_concurrency else concurrency
+    limiter = AdaptiveLimiter(concurrency, floor, name=_host_of(base_url))
     shared = None
     if share is not None and settings.upstream_capacity > 0:
         # Keyed by name and address: two deployments sharing a Redis share a limit only

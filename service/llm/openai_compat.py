@@ -1,7 +1,7 @@
 """The production backend: chat completions from any OpenAI-compatible HTTP server.
 
 Transient faults (429, 408, 500/502/503/504, timeouts, broken connections, a 200
-that is not a chat completion) are retried under a ``RetryPolicy``; httpx errors
+that is not a chat completion) are retried under a ``RetryPolicy``; aiohttp errors
 never leave this module, callers see only the ``LLMError`` tree. An optional
 ``AdaptiveLimiter`` bounds the attempts in flight and learns from their answers.
 """
@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 import orjson
 
 from service.errors import (
@@ -25,9 +26,29 @@ from service.errors import (
     UpstreamTimeout,
 )
 from service.llm.base import ChatReply, ChatRequest, Usage
+from service.llm.call_gate import pass_call_gate
 from service.llm.limiter import AdaptiveLimiter
 from service.llm.retry import RetryPolicy, parse_retry_after
 from service.llm.shared_capacity import SharedCapacity
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """One HTTP answer of the upstream, its body read whole."""
+
+    status_code: int
+    # Case-insensitive, as HTTP header names are.
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +59,6 @@ _NOT_A_COMPLETION = "upstream answered with a body that is not a chat completion
 _T = TypeVar("_T")
 
 DEFAULT_RETRY = RetryPolicy()
-
-
-CONNECTIONS_PER_CLIENT = 16
 
 
 class _UnusableBody(Exception):
@@ -59,7 +77,6 @@ class OpenAICompatibleBackend:
         timeout: float = 60.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         max_connections: int = 64,
-        transport: httpx.AsyncBaseTransport | None = None,
         limiter: AdaptiveLimiter | None = None,
         shared: SharedCapacity | None = None,
     ) -> None:
@@ -69,11 +86,9 @@ class OpenAICompatibleBackend:
         self.retry = retry
         self.max_connections = max_connections
         self._api_key = api_key or None
-        self._transport = transport
         self.limiter = limiter
         self.shared = shared
-        self._clients: list[httpx.AsyncClient] = []
-        self._next_client = 0
+        self._client: aiohttp.ClientSession | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -120,9 +135,9 @@ class OpenAICompatibleBackend:
         return status, data, request_id
 
     async def aclose(self) -> None:
-        clients, self._clients, self._client_loop = self._clients, [], None
-        for client in clients:
-            await client.aclose()
+        client, self._client, self._client_loop = self._client, None, None
+        if client is not None:
+            await client.close()
         if self.shared is not None:
             await self.shared.aclose()
 
@@ -146,60 +161,51 @@ class OpenAICompatibleBackend:
         payload.update({key: value for key, value in optional.items() if value is not None})
         return payload
 
-    def _http_client(self) -> httpx.AsyncClient:
-        """One of the backend's clients, in turn.
+    def _session(self) -> aiohttp.ClientSession:
+        """The backend's keep-alive session, built lazily inside the loop that uses it.
 
-        The connections are split over clients of at most ``CONNECTIONS_PER_CLIENT``:
-        the pool's bookkeeping scans every connection on each request, so one pool of
-        128 connections costs far more CPU than eight of 16. A pool belongs to the
-        loop it was first used in, so clients are built lazily inside that loop and
-        rebuilt if the loop changes.
+        A session belongs to the loop it was made in, so it is rebuilt if the loop changes.
+        Timeouts are per phase, as a slow upstream shows itself: getting a connection
+        (pool wait included) and each wait for bytes of the answer.
         """
         loop = asyncio.get_running_loop()
-        if not self._clients or self._client_loop is not loop:
+        if self._client is None or self._client_loop is not loop:
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
-            shards = 1 if self._transport else -(-self.max_connections // CONNECTIONS_PER_CLIENT)
-            per_client = -(-self.max_connections // shards)
-            self._clients = [
-                httpx.AsyncClient(
-                    headers=headers,
-                    timeout=httpx.Timeout(self.timeout),
-                    limits=httpx.Limits(
-                        max_connections=per_client, max_keepalive_connections=per_client
-                    ),
-                    transport=self._transport,
-                )
-                for _ in range(shards)
-            ]
+            self._client = aiohttp.ClientSession(
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self.timeout, sock_read=self.timeout
+                ),
+                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0),
+            )
             self._client_loop = loop
-        self._next_client = (self._next_client + 1) % len(self._clients)
-        return self._clients[self._next_client]
+        return self._client
 
     async def _post_with_retries(
         self,
         url: str,
         payload: bytes,
-        read: Callable[[httpx.Response], _T],
+        read: Callable[[UpstreamAnswer], _T],
         *,
         reject_client_errors: bool = True,
     ) -> tuple[_T, int]:
         """POST until ``read`` accepts an answer; return it with the attempts it took."""
-        client = self._http_client()
+        session = self._session()
         max_attempts = self.retry.max_attempts
         attempt = 0
         while True:
             attempt += 1
             retry_after: float | None = None
             try:
-                response = await self._send(client, url, payload)
-            except httpx.TimeoutException:
+                response = await self._send(session, url, payload)
+            except TimeoutError:
                 failure: LLMError = UpstreamTimeout(
                     f"upstream gave no answer within {self.timeout:g}s after {attempt} attempt(s)",
                     attempts=attempt,
                 )
-            except httpx.RequestError as exc:
+            except aiohttp.ClientError as exc:
                 failure = UpstreamFailed(
                     f"connection to upstream failed after {attempt} attempt(s): "
                     f"{type(exc).__name__}: {self._scrub(str(exc))}",
@@ -232,14 +238,18 @@ class OpenAICompatibleBackend:
             )
             await asyncio.sleep(wait)
 
-    async def _send(self, client: httpx.AsyncClient, url: str, payload: bytes) -> httpx.Response:
-        """One attempt; slots of the limiters are held only while the request is out."""
+    async def _send(
+        self, session: aiohttp.ClientSession, url: str, payload: bytes
+    ) -> UpstreamAnswer:
+        """One attempt, its answer read whole; limiter slots are held only while it is out."""
         async with contextlib.AsyncExitStack() as slots:
             if self.limiter is not None:
                 await slots.enter_async_context(self.limiter.slot())
             if self.shared is not None:
                 await slots.enter_async_context(self.shared.slot())
-            response = await client.post(url, content=payload)
+            await pass_call_gate()
+            async with session.post(url, data=payload) as raw:
+                response = UpstreamAnswer(raw.status, raw.headers, await raw.read())
             if self.limiter is not None:
                 if response.is_success:
                     self.limiter.record_success()
@@ -248,7 +258,7 @@ class OpenAICompatibleBackend:
             return response
 
     def _status_failure(
-        self, response: httpx.Response, attempt: int, retry_after: float | None
+        self, response: UpstreamAnswer, attempt: int, retry_after: float | None
     ) -> LLMError:
         status = response.status_code
         message = (
@@ -257,13 +267,13 @@ class OpenAICompatibleBackend:
         kind = UpstreamRateLimited if status == 429 else UpstreamFailed
         return kind(message, attempts=attempt, upstream_status=status, retry_after=retry_after)
 
-    def _rejection(self, response: httpx.Response, attempt: int) -> LLMError:
+    def _rejection(self, response: UpstreamAnswer, attempt: int) -> LLMError:
         status = response.status_code
         message = f"upstream rejected the request with HTTP {status}: {self._excerpt(response)}"
         kind = UpstreamRejected if 400 <= status < 500 else UpstreamFailed
         return kind(message, attempts=attempt, upstream_status=status)
 
-    def _excerpt(self, response: httpx.Response) -> str:
+    def _excerpt(self, response: UpstreamAnswer) -> str:
         """The upstream's own error message, short and on one line."""
         text = response.text
         try:
@@ -288,13 +298,13 @@ class OpenAICompatibleBackend:
         return text
 
 
-def _signals_overload(response: httpx.Response) -> bool:
+def _signals_overload(response: UpstreamAnswer) -> bool:
     # A bare 503 is as often a crash as a full server; with Retry-After it asks us to back off.
     status = response.status_code
     return status == 429 or (status == 503 and "retry-after" in response.headers)
 
 
-def _chat_completion_or_raise(response: httpx.Response) -> tuple[dict[str, Any], httpx.Headers]:
+def _chat_completion_or_raise(response: UpstreamAnswer) -> tuple[dict[str, Any], Mapping[str, str]]:
     try:
         data = orjson.loads(response.content)
         content = data["choices"][0]["message"]["content"]
@@ -305,7 +315,7 @@ def _chat_completion_or_raise(response: httpx.Response) -> tuple[dict[str, Any],
     return data, response.headers
 
 
-def _forwarded_answer(response: httpx.Response) -> tuple[int, dict[str, Any], str | None]:
+def _forwarded_answer(response: UpstreamAnswer) -> tuple[int, dict[str, Any], str | None]:
     try:
         data = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
