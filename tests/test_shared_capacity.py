@@ -98,3 +98,60 @@ def test_a_waiter_that_gives_up_leaves_no_slot_taken(redis_url: str) -> None:
         assert client.zcard(keys.capacity_waiters(upstream)) == 0
     finally:
         client.close()
+
+
+def test_a_finished_slot_is_kept_for_the_next_call_then_given_back_when_idle(
+    redis_url: str,
+) -> None:
+    upstream = f"t-{secrets.token_hex(4)}"
+    client = redis.Redis.from_url(redis_url)
+
+    async def scenario() -> tuple[int, int]:
+        gate = capacity(redis_url, upstream, Priority.BATCH)
+        async with gate.slot():
+            pass
+        kept = client.zcard(keys.capacity_holders(upstream))
+        await asyncio.sleep(0.3)  # several keeper ticks with no call
+        after_idle = client.zcard(keys.capacity_holders(upstream))
+        await gate.aclose()
+        return kept, after_idle
+
+    try:
+        kept, after_idle = asyncio.run(scenario())
+    finally:
+        client.close()
+    assert kept == 1, "the slot stays with the process for its next call"
+    assert after_idle == 0, "an idle slot goes back to Redis"
+
+
+def test_a_busy_batch_process_yields_its_slot_to_a_realtime_waiter(redis_url: str) -> None:
+    upstream = f"t-{secrets.token_hex(4)}"
+
+    async def scenario() -> tuple[float, int]:
+        batch = capacity(redis_url, upstream, Priority.BATCH, size=1)
+        realtime = capacity(redis_url, upstream, Priority.REALTIME, size=1)
+        stop = asyncio.Event()
+        batch_calls = 0
+
+        async def busy_batch() -> None:
+            # Calls back to back: the process always has a caller ready for its slot.
+            nonlocal batch_calls
+            while not stop.is_set():
+                async with batch.slot():
+                    batch_calls += 1
+                    await asyncio.sleep(0.01)
+
+        busy = asyncio.create_task(busy_batch())
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        async with asyncio.timeout(5), realtime.slot():
+            waited = time.monotonic() - started
+        stop.set()
+        await busy
+        await batch.aclose()
+        await realtime.aclose()
+        return waited, batch_calls
+
+    waited, batch_calls = asyncio.run(scenario())
+    assert batch_calls > 5
+    assert waited < 1.0, f"the realtime call waited {waited:.2f}s behind a busy batch process"

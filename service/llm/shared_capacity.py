@@ -5,9 +5,16 @@ ordering lives here, at the point where a call is about to go out: a call
 takes a slot if one is free and nobody waits ahead of it, otherwise it joins
 a sorted set of waiters (realtime before batch, then by arrival). Whoever
 frees a slot hands it to the best waiter in the same script, so a realtime
-call waits for at most one slot to free up, however many batch lines queued
-before it. Slots are leases: a process that dies holding one gives it back
-when the lease runs out.
+call waits for at most one slot to free up (plus one keeper tick, below),
+however many batch lines queued before it. Slots are leases: a process that
+dies holding one gives it back when the lease runs out.
+
+A process keeps the slots its calls finish with, idle, and its next calls
+take them without asking Redis: under steady load a call costs no Redis
+round trip at all. A keeper task per process hands idle slots back after one
+tick unused, renews the leases of the slots it holds, and looks whether
+anyone else waits at the same or a better priority; while someone does,
+finished slots go back to Redis at once, so they reach that waiter.
 
 Each process has one reader that blocks on its own grants list and wakes the
 waiting coroutine, so waiting costs no polling and one connection a process.
@@ -79,9 +86,27 @@ return 1
 """
 )
 
+# The keeper's tick. KEYS: holders, waiters; ARGV as _PUMP, then the lease expiry to give
+# held slots, the score below which a waiter is as good as this process's callers, the
+# number of slots to release, those slots, then the slots whose lease to renew.
+# Returns how many wait at that priority or better.
+_KEEP = (
+    _PUMP
+    + """
+local holders, waiters = KEYS[1], KEYS[2]
+local released = tonumber(ARGV[7])
+for i = 8, 7 + released do redis.call('ZREM', holders, ARGV[i]) end
+for i = 8 + released, #ARGV do redis.call('ZADD', holders, 'XX', ARGV[5], ARGV[i]) end
+pump(holders, waiters, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+return redis.call('ZCOUNT', waiters, '-inf', '(' .. ARGV[6])
+"""
+)
+
 # Score spacing: a realtime waiter (band 0) sorts before any batch waiter (band 1).
 _BAND = 10**13
 GRANT_POLL_SECONDS = 1.0
+# How often the keeper runs; a realtime caller may wait this long for a batch slot.
+KEEP_SECONDS = 0.02
 
 
 class Priority(IntEnum):
@@ -111,12 +136,22 @@ class SharedCapacity:
         self._grants_prefix = keys.capacity_grants(upstream, "")
         self._acquire: Any = None
         self._release: Any = None
+        self._keep_script: Any = None
+        # Slots this process holds in Redis, and those of them no call is using.
+        self._held: set[str] = set()
+        self._idle: list[str] = []
+        # Callers of this process waiting in Redis for a slot.
+        self._redis_waiters = 0
+        # Whether, at the keeper's last look, others waited at this priority or better.
+        self._others_waiting = False
+        self._keeper: asyncio.Task[None] | None = None
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:
             self._redis = connect_async(self.redis_url)
             self._acquire = self._redis.register_script(_ACQUIRE)
             self._release = self._redis.register_script(_RELEASE)
+            self._keep_script = self._redis.register_script(_KEEP)
         return self._redis
 
     def _common_args(self) -> list[Any]:
@@ -125,23 +160,90 @@ class SharedCapacity:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the upstream's slots for the duration of a call."""
+        if self._idle and not self._others_waiting:
+            member = self._idle.pop()
+        else:
+            member = await self._take()
+        try:
+            yield
+        finally:
+            await self._put_back(member)
+
+    async def _take(self) -> str:
+        """A slot from Redis: free now, or handed over when it is this caller's turn."""
         self._client()
         member = f"{self._process}|{next(self._numbers)}"
-        now = int(time.time() * 1000)
-        score = self.priority * _BAND + now
+        score = self.priority * _BAND + int(time.time() * 1000)
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._granted[member] = granted
         try:
-            if await self._acquire(keys=self._keys, args=[*self._common_args(), member, score]):
-                granted.set_result(None)
-            else:
-                self._ensure_reader()
-                await self._wait(granted)
-            yield
-        finally:
-            self._granted.pop(member, None)
+            if not await self._acquire(keys=self._keys, args=[*self._common_args(), member, score]):
+                self._redis_waiters += 1
+                try:
+                    self._ensure_reader()
+                    await self._wait(granted)
+                finally:
+                    self._redis_waiters -= 1
+        except BaseException:
+            # Gave up (or Redis failed): leave no slot taken and no place in the queue.
             with contextlib.suppress(redis_errors.RedisError):
                 await self._release(keys=self._keys, args=[*self._common_args(), member])
+            raise
+        finally:
+            self._granted.pop(member, None)
+        self._held.add(member)
+        self._ensure_keeper()
+        return member
+
+    async def _put_back(self, member: str) -> None:
+        """Keep a finished call's slot for the next one, unless someone else needs it."""
+        if member not in self._held:
+            return  # the process is closing and gave it back already
+        if not (self._others_waiting or self._redis_waiters):
+            self._idle.append(member)
+            return
+        self._held.discard(member)
+        with contextlib.suppress(redis_errors.RedisError):
+            await self._release(keys=self._keys, args=[*self._common_args(), member])
+
+    def _ensure_keeper(self) -> None:
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def _keep(self) -> None:
+        """Each tick: give back slots idle a whole tick, renew leases, look for waiters."""
+        idle_last_tick: set[str] = set()
+        renewed_at = time.monotonic()
+        while self._held:
+            await asyncio.sleep(KEEP_SECONDS)
+            stale = [member for member in self._idle if member in idle_last_tick]
+            renew: list[str] = []
+            if time.monotonic() - renewed_at > self.lease_ms / 4000:
+                renew = [member for member in self._held if member not in idle_last_tick]
+                renewed_at = time.monotonic()
+            try:
+                waiting = await self._tick(stale, renew)
+            except redis_errors.RedisError:
+                log.info("shared capacity: Redis unreachable; keeping slots until it is back")
+                idle_last_tick = set()
+                continue
+            self._others_waiting = waiting > self._redis_waiters
+            if self._others_waiting and self._idle:
+                with contextlib.suppress(redis_errors.RedisError):
+                    await self._tick(list(self._idle), [])
+            idle_last_tick = set(self._idle)
+
+    async def _tick(self, release: list[str], renew: list[str]) -> int:
+        """Give ``release`` back and renew ``renew``; how many wait at this priority or better."""
+        for member in release:
+            self._held.discard(member)
+        released = set(release)
+        self._idle = [member for member in self._idle if member not in released]
+        now = int(time.time() * 1000)
+        better_than = (self.priority + 1) * _BAND
+        args = [*self._common_args(), now + self.lease_ms, better_than, len(release)]
+        waiting = await self._keep_script(keys=self._keys, args=[*args, *release, *renew])
+        return int(waiting)
 
     async def _wait(self, granted: asyncio.Future[None]) -> None:
         while True:
@@ -181,6 +283,13 @@ class SharedCapacity:
             await reader.aclose()
 
     async def aclose(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._keeper
+        if self._held and self._redis is not None:
+            with contextlib.suppress(redis_errors.RedisError):
+                await self._tick(list(self._held), [])
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
