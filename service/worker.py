@@ -3,8 +3,8 @@
 One asyncio event loop per worker process (Dramatiq's AsyncIO middleware)
 shares one LLM backend, one upstream router, one Redis pool and one semaphore
 bounding in-flight LLM calls to ``TEXTBATCH_LLM_CONCURRENCY``. Results are
-recorded as lines finish, each exactly once, so a chunk re-run after a crash
-only fills the gaps.
+recorded as lines finish (grouped while a write is out), each exactly once, so
+a chunk re-run after a crash only fills the gaps.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any, cast
 import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
-from redis import exceptions as redis_errors
 
 from service.line_runner import LineContext, error_line, run_line
 from service.llm.call_gate import GateClosed, set_call_gate
@@ -29,6 +28,7 @@ from service.llm.shared_capacity import Priority
 from service.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.records import BatchStatus, LineOutcome, LineResult
 from service.redis_server import connect_async
+from service.result_recorder import ResultRecorder
 from service.result_store import ResultStore
 from service.settings import Settings
 from service.storage import BatchStore
@@ -43,9 +43,6 @@ STATUS_FRESH_SECONDS = 0.1
 # little time each; with only as many lines as slots, a slot would idle meanwhile.
 # The backend's limiter bounds the calls in flight to ``llm_concurrency``.
 LINES_PER_CALL_SLOT = 2
-# A finished line's result is kept in memory and retried this long while Redis is away.
-RECORD_RETRY_SECONDS = 600.0
-RECORD_FIRST_PAUSE = 0.2
 StopReason = tuple[str, str, LineOutcome]
 CANCELLED = (
     "batch_cancelled",
@@ -76,6 +73,12 @@ class ChunkRunner:
         self._context: LineContext | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._looks: dict[str, _StatusLook] = {}
+        self._result_recorder: ResultRecorder | None = None
+
+    def _recorder(self, results: ResultStore) -> ResultRecorder:
+        if self._result_recorder is None:
+            self._result_recorder = ResultRecorder(results)
+        return self._result_recorder
 
     def _resources(self) -> tuple[ResultStore, LineContext, asyncio.Semaphore]:
         # Built on first use so they belong to the event loop that runs the chunks.
@@ -107,6 +110,7 @@ class ChunkRunner:
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
         results, context, semaphore = self._resources()
+        recorder = self._recorder(results)
         state = await results.load_chunk(batch_id, start, stop)
         if state.status is None or not state.pending:
             return
@@ -138,36 +142,10 @@ class ChunkRunner:
                         result = stopped(index, line, EXPIRED)
                     except GateClosed as closed:
                         result = stopped(index, line, cast(StopReason, closed.reason))
-            await self._record(results, batch_id, state.owner, result)
+            await recorder.record(batch_id, state.owner, result)
 
         await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
         self._looks.pop(batch_id, None)
-
-    async def _record(
-        self, results: ResultStore, batch_id: str, owner: str, result: LineResult
-    ) -> None:
-        """Record a result, waiting out a Redis restart rather than losing a finished line."""
-        deadline = time.monotonic() + RECORD_RETRY_SECONDS
-        pause = RECORD_FIRST_PAUSE
-        while True:
-            try:
-                await results.record_results(batch_id, owner, [result], int(time.time()))
-                return
-            except (
-                redis_errors.ConnectionError,
-                redis_errors.TimeoutError,
-                redis_errors.BusyLoadingError,
-            ):
-                if time.monotonic() > deadline:
-                    raise
-                if pause == RECORD_FIRST_PAUSE:
-                    log.warning(
-                        "Redis unreachable; holding the result of line %d of %s",
-                        result.index,
-                        batch_id,
-                    )
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
 
     async def aclose(self) -> None:
         if self._context is not None:
