@@ -15,6 +15,7 @@ import orjson
 
 from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
 from service.ids import new_id
+from service.line_admission import LineAdmission
 from service.line_validation import LineRules, validate_line
 from service.prompt_resolution import PromptResolver, ResolvedBody, names_prompt
 from service.storage import BatchStore
@@ -59,6 +60,10 @@ class _Collector:
     urls: set[str] = field(default_factory=set)
     # Bytes of lines as their prompts rendered them, which the body's size does not bound.
     rendered_bytes: int = 0
+    admission: LineAdmission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = LineAdmission(self.rules.endpoint, self.rules.max_text_chars)
 
     def add_fault(self, fault: LineFault) -> None:
         if len(self.faults) < MAX_LISTED_FAULTS:
@@ -97,17 +102,25 @@ class _Collector:
                     LineFault(line=line_no, param=None, message=_json_fault("line", exc))
                 )
                 return
+        if self.admission.admits(parsed, len(raw)) and parsed["custom_id"] not in self.seen:
+            self.seen.add(parsed["custom_id"])
+            await self._stage(parsed["url"], raw)
+            return
         if isinstance(parsed, dict) and names_prompt(parsed.get("body")):
             parsed, raw, line_faults = await self._with_prompt(line_no, parsed)
         else:
             line_faults = validate_line(parsed, line_no, self.rules, self.seen)
         for fault in line_faults:
             self.add_fault(fault)
+        if not line_faults:
+            await self._stage(parsed["url"], raw)
+
+    async def _stage(self, url: str, raw: bytes) -> None:
         if self.faults or self.more_faults:
             # Once the batch is doomed there is no point staging more of it.
             self.page.clear()
             return
-        self.urls.add(parsed["url"])
+        self.urls.add(url)
         self.page.append(raw)
         if len(self.page) >= STAGE_PAGE:
             await self.flush()
@@ -177,8 +190,11 @@ async def ingest_jsonl(
     collector = _Collector(store, rules, limits, prompts)
     try:
         received = 0
-        buffer = bytearray()
+        # The unfinished last line of what arrived so far, in pieces (joined once, at its end).
+        pending: list[bytes] = []
+        pending_bytes = 0
         line_no = 0
+        # Inside a line already known to be over the limit: skip to its end.
         oversized = False
         async for chunk in chunks:
             received += len(chunk)
@@ -186,33 +202,37 @@ async def ingest_jsonl(
                 raise PayloadTooLarge(
                     f"The request body is larger than {limits.max_body_bytes} bytes, the limit."
                 )
-            if line_no == 0 and not buffer and chunk.startswith(UTF8_BOM):
+            if line_no == 0 and not pending and chunk.startswith(UTF8_BOM):
                 chunk = chunk[len(UTF8_BOM) :]
-            start = 0
-            while True:
-                newline = chunk.find(b"\n", start)
+            if oversized:
+                newline = chunk.find(b"\n")
                 if newline < 0:
-                    if not oversized:
-                        buffer += chunk[start:]
-                        # One byte of room for the CR of a CRLF line end.
-                        if len(buffer) > limits.max_line_bytes + 1:
-                            oversized = True
-                            buffer.clear()
-                    break
-                if oversized:
+                    continue
+                line_no += 1
+                await _oversized(collector, line_no, limits)
+                oversized = False
+                chunk = chunk[newline + 1 :]
+            # Split in C, a chunk at a time.
+            lines = chunk.split(b"\n")
+            tail = lines.pop()
+            if lines:
+                if pending:
+                    lines[0] = b"".join([*pending, lines[0]])
+                    pending, pending_bytes = [], 0
+                for raw in lines:
                     line_no += 1
-                    await _oversized(collector, line_no, limits)
-                    oversized = False
-                else:
-                    buffer += chunk[start:newline]
-                    line_no += 1
-                    await _take(collector, line_no, bytes(buffer), limits)
-                    buffer.clear()
-                start = newline + 1
+                    await _take(collector, line_no, raw, limits)
+            if tail:
+                pending.append(tail)
+                pending_bytes += len(tail)
+            # One byte of room for the CR of a CRLF line end.
+            if pending_bytes > limits.max_line_bytes + 1:
+                oversized = True
+                pending, pending_bytes = [], 0
         if oversized:
             await _oversized(collector, line_no + 1, limits)
-        elif buffer:
-            await _take(collector, line_no + 1, bytes(buffer), limits)
+        elif pending:
+            await _take(collector, line_no + 1, b"".join(pending), limits)
     except BaseException:
         await collector.store.discard_staging(collector.upload_id)
         raise
