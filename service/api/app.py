@@ -141,6 +141,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         try:
             yield
         finally:
+            await app.state.textbatch.submitter.drain()
             await upstreams.aclose()
             await backend.aclose()
             await redis.aclose()
