@@ -35,19 +35,25 @@ class Claim:
 class RequestDigest:
     """A running SHA-256 over what identifies a request: its route options and body bytes."""
 
-    def __init__(self, *parts: str) -> None:
-        self._hash = hashlib.sha256()
+    def __init__(self, *parts: str, enabled: bool = True) -> None:
+        # Disabled, it hashes nothing and its digest is empty: no key will compare it.
+        self._hash = hashlib.sha256() if enabled else None
         for part in parts:
-            self._hash.update(part.encode("utf-8", "surrogatepass") + b"\0")
+            self.update(part.encode("utf-8", "surrogatepass") + b"\0")
 
     def update(self, data: bytes) -> None:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
 
     def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+        return self._hash.hexdigest() if self._hash is not None else ""
 
     async def tee(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Pass a body stream through, hashing it on the way."""
+        if self._hash is None:
+            async for chunk in chunks:
+                yield chunk
+            return
         async for chunk in chunks:
             self._hash.update(chunk)
             yield chunk

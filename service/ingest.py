@@ -7,6 +7,8 @@ listing every faulty line (up to ``MAX_LISTED_FAULTS``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,11 @@ from service.prompt_resolution import PromptResolver, ResolvedBody, names_prompt
 from service.storage import BatchStore
 
 MAX_LISTED_FAULTS = 100
-STAGE_PAGE = 500
+# Lines are stored in pages of PAGE_LINES (one Redis list item each, lines joined by
+# newlines): a worker's chunk reads a page or two, and storing 50,000 lines packs
+# hundreds of list items rather than 50,000. Pages go to Redis WRITE_PAGES at a time.
+PAGE_LINES = 64
+WRITE_PAGES = 8
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -40,6 +46,8 @@ class StagedSubmission:
     total: int
     # The url every line uses, or None when they differ.
     common_url: str | None = None
+    # Lines per stored page (see PAGE_LINES).
+    page_lines: int = PAGE_LINES
 
 
 @dataclass(slots=True)
@@ -56,11 +64,15 @@ class _Collector:
     total: int = 0
     blank: int = 0
     seen: set[str] = field(default_factory=set)
+    # Lines of the page being filled, and full pages not yet written.
     page: list[bytes] = field(default_factory=list)
+    pages: list[bytes] = field(default_factory=list)
     urls: set[str] = field(default_factory=set)
     # Bytes of lines as their prompts rendered them, which the body's size does not bound.
     rendered_bytes: int = 0
     admission: LineAdmission = field(init=False)
+    # The staging write of the last full pages, if it is still out.
+    _writing: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.admission = LineAdmission(self.rules.endpoint, self.rules.max_text_chars)
@@ -88,6 +100,42 @@ class _Collector:
                 "batch.",
                 line=line_no,
             )
+
+    def take_admitted(self, raw: bytes) -> bool:
+        """Stage a line the fast check admits, with no await; False leaves it to ``add_line``.
+
+        Nothing is changed when it returns False, so the line is then counted and
+        checked once, by the full path.
+        """
+        if raw.endswith(b"\r"):
+            raw = raw.rstrip(b"\r")
+        if len(raw) > self.limits.max_line_bytes or self.total >= self.limits.max_lines:
+            return False
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        if not self.admission.admits(parsed, len(raw)):
+            return False
+        custom_id = parsed["custom_id"]
+        if custom_id in self.seen:
+            return False
+        self.total += 1
+        self.seen.add(custom_id)
+        self.urls.add(parsed["url"])
+        if not (self.faults or self.more_faults):
+            self._append(raw)
+        return True
+
+    def _append(self, raw: bytes) -> None:
+        self.page.append(raw)
+        if len(self.page) == PAGE_LINES:
+            self.pages.append(b"\n".join(self.page))
+            self.page = []
+
+    @property
+    def pages_ready(self) -> bool:
+        return len(self.pages) >= WRITE_PAGES
 
     async def add_line(self, line_no: int, raw: bytes, parsed: Any = None) -> None:
         self.count_line(line_no)
@@ -119,10 +167,11 @@ class _Collector:
         if self.faults or self.more_faults:
             # Once the batch is doomed there is no point staging more of it.
             self.page.clear()
+            self.pages.clear()
             return
         self.urls.add(url)
-        self.page.append(raw)
-        if len(self.page) >= STAGE_PAGE:
+        self._append(raw)
+        if self.pages_ready:
             await self.flush()
 
     async def _with_prompt(
@@ -156,10 +205,29 @@ class _Collector:
             )
         return parsed, raw, faults
 
-    async def flush(self) -> None:
-        if self.page and not self.faults:
-            await self.store.stage_lines(self.upload_id, self.page)
-        self.page = []
+    async def flush(self, *, last: bool = False) -> None:
+        """Write the full pages (``last``: and the partial one) while checking goes on."""
+        if last and self.page:
+            self.pages.append(b"\n".join(self.page))
+            self.page = []
+        pages, self.pages = self.pages, []
+        await self._written()
+        if pages and not self.faults:
+            # Written while the next pages are read and checked; one write out at a time.
+            self._writing = asyncio.get_running_loop().create_task(
+                self.store.stage_pages(self.upload_id, pages)
+            )
+
+    async def _written(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
+
+    async def discard(self) -> None:
+        """Drop what was staged, once no write of it is still on its way."""
+        with contextlib.suppress(Exception):
+            await self._written()
+        await self.store.discard_staging(self.upload_id)
 
     async def finish(self) -> StagedSubmission:
         try:
@@ -171,12 +239,18 @@ class _Collector:
                 )
             if self.faults:
                 raise BatchRejected(self.faults, self.more_faults)
-            await self.flush()
+            await self.flush(last=True)
+            await self._written()
         except BaseException:
-            await self.store.discard_staging(self.upload_id)
+            await self.discard()
             raise
         common_url = next(iter(self.urls)) if len(self.urls) == 1 else None
-        return StagedSubmission(upload_id=self.upload_id, total=self.total, common_url=common_url)
+        return StagedSubmission(
+            upload_id=self.upload_id,
+            total=self.total,
+            common_url=common_url,
+            page_lines=PAGE_LINES,
+        )
 
 
 async def ingest_jsonl(
@@ -221,7 +295,10 @@ async def ingest_jsonl(
                     pending, pending_bytes = [], 0
                 for raw in lines:
                     line_no += 1
-                    await _take(collector, line_no, raw, limits)
+                    if not collector.take_admitted(raw):
+                        await _take(collector, line_no, raw, limits)
+                    elif collector.pages_ready:
+                        await collector.flush()
             if tail:
                 pending.append(tail)
                 pending_bytes += len(tail)
@@ -234,7 +311,7 @@ async def ingest_jsonl(
         elif pending:
             await _take(collector, line_no + 1, b"".join(pending), limits)
     except BaseException:
-        await collector.store.discard_staging(collector.upload_id)
+        await collector.discard()
         raise
     return await collector.finish()
 
@@ -297,7 +374,7 @@ async def ingest_requests(
         for index, item in enumerate(requests, start=1):
             await collector.add_line(index, orjson.dumps(item), parsed=item)
     except BaseException:
-        await store.discard_staging(collector.upload_id)
+        await collector.discard()
         raise
     return await collector.finish()
 

@@ -11,7 +11,7 @@ def batch(batch_id: str) -> str:
 
 
 def batch_lines(batch_id: str) -> str:
-    """List: the batch's validated input lines, index = line position."""
+    """List: the batch's validated input lines in pages (see ``page_lines``), in order."""
     return f"{PREFIX}:batch:{batch_id}:lines"
 
 
@@ -21,7 +21,7 @@ def batch_results(batch_id: str) -> str:
 
 
 def staging_lines(upload_id: str) -> str:
-    """List: lines of a submission still being validated; expires if the API dies."""
+    """List: pages of a submission's lines while it is validated; expires if the API dies."""
     return f"{PREFIX}:staging:{upload_id}"
 
 

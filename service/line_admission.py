@@ -105,7 +105,7 @@ class LineAdmission:
         except ValidationError:
             return False
         labels = admitted["body"].get("labels")
-        if labels is not None:
+        if labels is not None and len(labels) > 1:
             names = {label["name"] for label in labels}
             return len(names) == len(labels)
         return True

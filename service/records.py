@@ -93,6 +93,8 @@ class NewBatch:
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
     input_file_id: str | None = None
+    # Lines per stored page of the batch's input.
+    page_lines: int = 1
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -110,6 +112,7 @@ class NewBatch:
             "failed": 0,
             "input_tokens": 0,
             "output_tokens": 0,
+            "page_lines": self.page_lines,
         }
         if self.input_file_id:
             fields["input_file_id"] = self.input_file_id

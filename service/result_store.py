@@ -96,10 +96,10 @@ class ResultStore:
         """The batch's state and the lines of ``[start, stop)`` that have no result yet."""
         indices = list(range(start, stop))
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.batch(batch_id), ["status", "expires_at", "owner"])
-            pipe.lrange(keys.batch_lines(batch_id), start, stop - 1)
+            pipe.hmget(keys.batch(batch_id), ["status", "expires_at", "owner", "page_lines"])
             pipe.hmget(keys.batch_results(batch_id), indices)
-            (status, expires_at, owner), lines, done = await pipe.execute()
+            (status, expires_at, owner, page_lines), done = await pipe.execute()
+        lines = await self.input_lines(batch_id, start, stop, int(page_lines or 1))
         state = ChunkState(
             status=BatchStatus(status.decode()) if status else None,
             expires_at=int(expires_at) if expires_at else None,
@@ -109,6 +109,16 @@ class ResultStore:
             if result is None:
                 state.pending[index] = orjson.loads(line)
         return state
+
+    async def input_lines(
+        self, batch_id: str, start: int, stop: int, page_lines: int
+    ) -> list[bytes]:
+        """Input lines ``[start, stop)`` of a batch stored in pages of ``page_lines``."""
+        first, last = start // page_lines, (stop - 1) // page_lines
+        pages = cast(list[bytes], await self.redis.lrange(keys.batch_lines(batch_id), first, last))
+        lines = b"\n".join(pages).split(b"\n") if pages else []
+        offset = first * page_lines
+        return lines[start - offset : stop - offset]
 
     async def batch_status(self, batch_id: str) -> tuple[BatchStatus | None, int | None]:
         raw = await self.redis.hmget(keys.batch(batch_id), ["status", "expires_at"])

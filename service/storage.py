@@ -57,14 +57,18 @@ class BatchStore:
 
     # -- submission -----------------------------------------------------------------
 
-    async def stage_lines(self, upload_id: str, lines: Sequence[bytes]) -> None:
-        """Append validated lines to a submission's staging list (expires if never committed)."""
-        if not lines:
+    async def stage_pages(self, upload_id: str, pages: Sequence[bytes]) -> None:
+        """Append pages of validated lines to a submission's staging list.
+
+        A page is up to a batch's ``page_lines`` lines joined by newlines; the list
+        expires if the submission is never committed.
+        """
+        if not pages:
             return
         key = keys.staging_lines(upload_id)
         with redis_unavailable_as_router_error():
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.rpush(key, *lines)
+                pipe.rpush(key, *pages)
                 pipe.expire(key, STAGING_TTL_SECONDS)
                 await pipe.execute()
 

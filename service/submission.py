@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 
@@ -120,6 +120,7 @@ class Submitter:
         """Store the staged lines as a batch and queue it."""
         endpoint = options.endpoint or staged.common_url or "mixed"
         batch = self._new_batch(batch_id, owner, staged.total, options, endpoint)
+        batch = replace(batch, page_lines=staged.page_lines)
         await self.store.commit_batch(batch, staged.upload_id, order=time.time_ns() // 1000)
         log.info("batch %s accepted with %d lines", batch.id, batch.total)
         # Queued after the answer: the batch is stored and listed as undispatched, so if

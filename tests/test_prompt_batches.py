@@ -18,13 +18,13 @@ import orjson
 import pytest
 import redis
 
-from service import keys
 from tests.standin_upstream import StandinUpstream
 from tests.support.batches import (
     content_of,
     line,
     output_lines,
     run_batch,
+    stored_input_lines,
     submit,
     to_jsonl,
     wait_finished,
@@ -265,12 +265,11 @@ def test_from_prompt_takes_10000_variable_sets(llm_service: RunningService, redi
     assert accepted_in < 10, f"accepting 10,000 variable sets took {accepted_in:.1f} s"
     stored = redis.Redis.from_url(redis_url)
     try:
-        lines = keys.batch_lines(batch["id"])
-        first, last = stored.lindex(lines, 0), stored.lindex(lines, -1)
-        count = stored.llen(lines)
+        lines = stored_input_lines(stored, batch["id"])
     finally:
         stored.close()
-    assert count == 10_000 and first is not None and last is not None
+    count, first, last = len(lines), lines[0], lines[-1]
+    assert count == 10_000
     assert orjson.loads(first)["custom_id"] == "row-1"
     assert orjson.loads(last)["custom_id"] == "row-10000"
     assert orjson.loads(last)["body"]["messages"] == user("Row 9999: Ticket text number 9999.")
@@ -367,10 +366,9 @@ def test_stored_line_records_the_version_it_used(
         )
     stored = redis.Redis.from_url(redis_url)
     try:
-        raw = stored.lindex(keys.batch_lines(batch["id"]), 0)
+        (raw,) = stored_input_lines(stored, batch["id"])
     finally:
         stored.close()
-    assert raw is not None
     kept = orjson.loads(raw)
     assert kept["prompt"] == {"slug": greet, "version": 1}
     assert not PROMPT_FIELDS & kept["body"].keys()

@@ -108,10 +108,16 @@ async def prepare_submission(
     owner: str,
     endpoint: str | None,
     completion_window: str | None,
+    *,
+    keyed: bool = True,
 ) -> Prepared:
-    """Read, validate and stage a submission; raise for input that makes no batch at all."""
+    """Read, validate and stage a submission; raise for input that makes no batch at all.
+
+    ``keyed``: the request has an idempotency key, so its digest is needed; hashing a
+    large body is not free, and a request without a key skips it.
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    digest = RequestDigest(content_type, endpoint or "", completion_window or "")
+    digest = RequestDigest(content_type, endpoint or "", completion_window or "", enabled=keyed)
     submitter = state.submitter
     if content_type in JSONL_TYPES:
         options = _options({"endpoint": endpoint, "completion_window": completion_window}, state)

@@ -110,7 +110,7 @@ async def create_batch(
     """
     key = check_key(idempotency_key) if idempotency_key is not None else None
     prepared = await prepare_submission(
-        request, state, principal.owner, endpoint, completion_window
+        request, state, principal.owner, endpoint, completion_window, keyed=key is not None
     )
     return await _submit(state, principal.owner, key, prepared)
 

@@ -7,6 +7,9 @@ from typing import Any
 
 import httpx
 import orjson
+import redis
+
+from service import keys
 
 
 def line(custom_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -54,3 +57,9 @@ def content_of(output_line: dict[str, Any]) -> dict[str, Any]:
     body = output_line["response"]["body"]
     result: dict[str, Any] = orjson.loads(body["choices"][0]["message"]["content"])
     return result
+
+
+def stored_input_lines(stored: redis.Redis, batch_id: str) -> list[bytes]:
+    """A batch's input lines as the service stored them (pages of lines, newline-joined)."""
+    pages = stored.lrange(keys.batch_lines(batch_id), 0, -1)
+    return b"\n".join(pages).split(b"\n") if pages else []  # type: ignore[arg-type]
