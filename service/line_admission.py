@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from tasks.base import DEFAULT_LIMITS, MAX_TOKENS_LIMIT, SEED_BOUND
@@ -40,7 +40,14 @@ class _Label(TypedDict):
     rubric: Annotated[str, Field(pattern=NOT_BLANK)]
 
 
-def _line_validator(max_text_chars: int) -> TypeAdapter[Any]:
+def _unique_names(labels: list[_Label]) -> list[_Label]:
+    if len(labels) > 1 and len({label["name"] for label in labels}) != len(labels):
+        raise ValueError("label names repeat")
+    return labels
+
+
+def _line_validators(max_text_chars: int) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+    """Validators of one line and of a list of lines (built here, where their types live)."""
     text_limit = min(max_text_chars, DEFAULT_LIMITS.max_text_chars)
     Text = Annotated[str, Field(pattern=NOT_BLANK, max_length=text_limit)]
 
@@ -65,7 +72,11 @@ def _line_validator(max_text_chars: int) -> TypeAdapter[Any]:
 
     class _Classify(_Common):
         model: Literal["classify"]
-        labels: Annotated[list[_Label], Field(min_length=1, max_length=DEFAULT_LIMITS.max_labels)]
+        labels: Annotated[
+            list[_Label],
+            Field(min_length=1, max_length=DEFAULT_LIMITS.max_labels),
+            AfterValidator(_unique_names),
+        ]
 
     @with_config(_STRICT)
     class _Line(TypedDict):
@@ -74,12 +85,12 @@ def _line_validator(max_text_chars: int) -> TypeAdapter[Any]:
         url: Literal["/v1/chat/completions"]
         body: Annotated[_Summarize | _Extract | _Classify, Field(discriminator="model")]
 
-    return TypeAdapter(_Line)
+    return TypeAdapter(_Line), TypeAdapter(list[_Line])
 
 
 @lru_cache(maxsize=8)
-def _validator_for(max_text_chars: int) -> TypeAdapter[Any]:
-    return _line_validator(max_text_chars)
+def _validators_for(max_text_chars: int) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+    return _line_validators(max_text_chars)
 
 
 class LineAdmission:
@@ -87,8 +98,8 @@ class LineAdmission:
 
     def __init__(self, endpoint: str | None, max_text_chars: int) -> None:
         # A batch bound to another endpoint has no task lines to admit.
-        self._validator = (
-            _validator_for(max_text_chars) if endpoint in (None, CHAT_COMPLETIONS) else None
+        self._validators = (
+            _validators_for(max_text_chars) if endpoint in (None, CHAT_COMPLETIONS) else None
         )
 
     def admits(self, line: Any, size: int) -> bool:
@@ -96,18 +107,28 @@ class LineAdmission:
 
         Its custom_id's uniqueness within the batch is the caller's to check.
         """
-        if self._validator is None:
+        if self._validators is None:
             return False
         if size > LARGE_LINE_BYTES and not _small_shape(line):
             return False
         try:
-            admitted = self._validator.validate_python(line)
+            self._validators[0].validate_python(line)
         except ValidationError:
             return False
-        labels = admitted["body"].get("labels")
-        if labels is not None and len(labels) > 1:
-            names = {label["name"] for label in labels}
-            return len(names) == len(labels)
+        return True
+
+    def admits_all(self, lines: list[Any], largest: int) -> bool:
+        """Whether every parsed line of ``lines`` is admitted, checked in one call.
+
+        ``largest`` is the size of the largest as sent; a block with a large line is
+        left to ``admits``, line by line.
+        """
+        if self._validators is None or largest > LARGE_LINE_BYTES:
+            return False
+        try:
+            self._validators[1].validate_python(lines)
+        except ValidationError:
+            return False
         return True
 
 

@@ -137,3 +137,19 @@ def test_not_blank_means_what_python_strip_means() -> None:
 def test_a_large_line_with_a_huge_object_is_left_to_the_full_check() -> None:
     body = {"model": "classify", "text": "t", "labels": [{}] * 1000}
     assert not LineAdmission(None, MAX_TEXT).admits(good(body), 10**6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    block=st.lists(
+        st.one_of(lines(), st.just(good({"model": "summarize", "text": "A."}))), max_size=5
+    )
+)
+def test_a_block_is_admitted_exactly_when_each_of_its_lines_is(block: list[Any]) -> None:
+    admission = LineAdmission(None, MAX_TEXT)
+    assert admission.admits_all(block, 100) == all(admission.admits(item, 100) for item in block)
+
+
+def test_a_block_with_a_large_line_is_left_to_the_line_by_line_check() -> None:
+    block = [good({"model": "summarize", "text": "A."})]
+    assert not LineAdmission(None, MAX_TEXT).admits_all(block, 10**6)
