@@ -6,9 +6,11 @@ semaphore of the service's concurrency, parse each answer's JSON and write one
 result line per input line to a JSONL file.
 
 - ``naive``: ``httpx.AsyncClient`` and ``asyncio``;
-- ``sdk``: the ``openai`` SDK's ``AsyncOpenAI``.
+- ``sdk``: the ``openai`` SDK's ``AsyncOpenAI``;
+- ``aiohttp``: ``aiohttp.ClientSession`` and ``asyncio``, the cheapest plain client
+  at hand: a reference for what the upstream allows on the machine, not a target.
 
-Run as ``python -m bench.baselines naive|sdk --input IN --output OUT
+Run as ``python -m bench.baselines naive|sdk|aiohttp --input IN --output OUT
 --base-url URL --concurrency N``; it prints one JSON object with the wall time
 it finished, so the harness can time it from the upstream's first call. With
 ``--cap S`` it stops after S seconds and reports how many lines it finished.
@@ -116,7 +118,34 @@ async def run_sdk(
         await _run(lines, out, send, concurrency, model, progress)
 
 
-RUNNERS = {"naive": run_naive, "sdk": run_sdk}
+async def run_aiohttp(
+    lines: list[bytes],
+    out: IO[bytes],
+    base_url: str,
+    concurrency: int,
+    model: str,
+    progress: Progress,
+) -> None:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def send(payload: dict[str, Any]) -> dict[str, Any]:
+            async with session.post(
+                f"{base_url}/chat/completions",
+                data=orjson.dumps(payload),
+                headers={"content-type": "application/json"},
+            ) as response:
+                if response.status >= 400:
+                    raise httpx.HTTPError(f"HTTP {response.status}")
+                data: dict[str, Any] = orjson.loads(await response.read())
+                return data
+
+        await _run(lines, out, send, concurrency, model, progress)
+
+
+RUNNERS = {"naive": run_naive, "sdk": run_sdk, "aiohttp": run_aiohttp}
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ def run(ctx: Context) -> ScenarioResult:
     ctx.shared_runs[SHARED_KEY] = textbatch
     naive = baseline_run(ctx, "naive", path, sizes.latency, sizes.concurrency)
     sdk = baseline_run(ctx, "sdk", path, sizes.latency, sizes.concurrency)
+    plain = baseline_run(ctx, "aiohttp", path, sizes.latency, sizes.concurrency)
     limit = sizes.concurrency / sizes.latency
     result = ScenarioResult("2", TITLE, settings=settings.as_record())
     result.settings.update(latency_s=sizes.latency, lines=sizes.latency_lines)
@@ -41,11 +42,13 @@ def run(ctx: Context) -> ScenarioResult:
         "textbatch": textbatch,
         "naive": naive,
         "sdk": sdk,
+        "aiohttp": plain,
         "share_of_limit": ratio(textbatch["lines_per_s"], limit),
         "vs_naive": ratio(textbatch["lines_per_s"], naive["lines_per_s"]),
         "vs_sdk": ratio(textbatch["lines_per_s"], sdk["lines_per_s"]),
         "naive_share_of_limit": ratio(naive["lines_per_s"], limit),
         "sdk_share_of_limit": ratio(sdk["lines_per_s"], limit),
+        "aiohttp_share_of_limit": ratio(plain["lines_per_s"], limit),
     }
     result.checks = [
         Check.at_least(
@@ -58,8 +61,9 @@ def run(ctx: Context) -> ScenarioResult:
         ),
         Check("naive script lines/s", naive["lines_per_s"], "(reference)", None),
         Check("openai SDK script lines/s", sdk["lines_per_s"], "(reference)", None),
+        Check("aiohttp script lines/s", plain["lines_per_s"], "(reference)", None),
     ]
-    runs = {"textbatch": textbatch, "naive": naive, "sdk": sdk}
+    runs = {"textbatch": textbatch, "naive": naive, "sdk": sdk, "aiohttp": plain}
     result.checks.extend(failure_checks(runs))
     result.notes.extend(capped_notes(runs))
     return result

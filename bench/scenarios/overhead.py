@@ -75,14 +75,17 @@ def run(ctx: Context) -> ScenarioResult:
         redis = redis_figures(ctx, service, textbatch, moved)
     naive = baseline_run(ctx, "naive", path, 0.0, sizes.overhead_concurrency)
     sdk = baseline_run(ctx, "sdk", path, 0.0, sizes.overhead_concurrency)
+    plain = baseline_run(ctx, "aiohttp", path, 0.0, sizes.overhead_concurrency)
     result = ScenarioResult("3", TITLE, settings=settings.as_record())
     result.settings.update(latency_s=0.0, lines=sizes.overhead_lines)
     result.figures = {
         "textbatch": textbatch,
         "naive": naive,
         "sdk": sdk,
+        "aiohttp": plain,
         "vs_naive": ratio(textbatch["lines_per_s"], naive["lines_per_s"]),
         "vs_sdk": ratio(textbatch["lines_per_s"], sdk["lines_per_s"]),
+        "vs_aiohttp": ratio(textbatch["lines_per_s"], plain["lines_per_s"]),
         "redis": redis,
     }
     if ctx.profile:
@@ -97,11 +100,12 @@ def run(ctx: Context) -> ScenarioResult:
         Check("textbatch lines/s", textbatch["lines_per_s"], "(reference)", None),
         Check("naive script lines/s", naive["lines_per_s"], "(reference)", None),
         Check("openai SDK script lines/s", sdk["lines_per_s"], "(reference)", None),
+        Check("aiohttp script lines/s", plain["lines_per_s"], "(reference)", None),
         Check("Redis round trips per line", redis["round_trips_per_line"], "(reference)", None),
         Check("Redis commands per line", redis["commands_per_line"], "(reference)", None),
         Check("Redis bytes stored per line", redis["bytes_stored_per_line"], "(reference)", None),
     ]
-    runs = {"textbatch": textbatch, "naive": naive, "sdk": sdk}
+    runs = {"textbatch": textbatch, "naive": naive, "sdk": sdk, "aiohttp": plain}
     result.checks.extend(failure_checks(runs))
     result.notes.extend(capped_notes(runs))
     return result
