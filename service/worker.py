@@ -73,6 +73,7 @@ class ChunkRunner:
         self._context: LineContext | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._looks: dict[str, _StatusLook] = {}
+        self._looking: dict[str, asyncio.Future[_StatusLook]] = {}
         self._result_recorder: ResultRecorder | None = None
 
     def _recorder(self, results: ResultStore) -> ResultRecorder:
@@ -96,10 +97,14 @@ class ChunkRunner:
     async def _stop_reason(self, results: ResultStore, batch_id: str) -> StopReason | None:
         """Why the batch no longer wants its unrun lines run, if it does not."""
         look = self._looks.get(batch_id)
-        now = time.monotonic()
-        if look is None or now - look.at > STATUS_FRESH_SECONDS:
-            status, expires_at = await results.batch_status(batch_id)
-            look = self._looks[batch_id] = _StatusLook(status, expires_at, now)
+        if look is None or time.monotonic() - look.at > STATUS_FRESH_SECONDS:
+            # One look at a time per batch: the lines that find it stale share it.
+            looking = self._looking.get(batch_id)
+            if looking is None:
+                looking = asyncio.ensure_future(self._look(results, batch_id))
+                self._looking[batch_id] = looking
+                looking.add_done_callback(lambda _: self._looking.pop(batch_id, None))
+            look = await asyncio.shield(looking)
         if look.status in {BatchStatus.CANCELLING, BatchStatus.CANCELLED}:
             return CANCELLED
         if look.status is BatchStatus.EXPIRED or (
@@ -107,6 +112,12 @@ class ChunkRunner:
         ):
             return EXPIRED
         return None
+
+    async def _look(self, results: ResultStore, batch_id: str) -> _StatusLook:
+        now = time.monotonic()
+        status, expires_at = await results.batch_status(batch_id)
+        look = self._looks[batch_id] = _StatusLook(status, expires_at, now)
+        return look
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
         results, context, semaphore = self._resources()
