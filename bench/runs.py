@@ -44,7 +44,7 @@ class Sizes:
     overhead_lines: int = 20_000
     overhead_concurrency: int = 64
     realtime_requests: int = 200
-    realtime_load_lines: int = 15_000
+    realtime_load_lines: int = 30_000
     output_lines: int = 50_000
     scaleout_lines: int = 10_000
     profile_lines: int = 5_000

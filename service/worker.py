@@ -146,9 +146,9 @@ class ChunkRunner:
                     remaining = None if state.expires_at is None else state.expires_at - time.time()
                     set_call_gate(gate)
                     try:
-                        result = await asyncio.wait_for(
-                            run_line(batch_id, index, line, context), remaining
-                        )
+                        # In this task (no task per line, as wait_for would make).
+                        async with asyncio.timeout(remaining):
+                            result = await run_line(batch_id, index, line, context)
                     except TimeoutError:
                         result = stopped(index, line, EXPIRED)
                     except GateClosed as closed:
