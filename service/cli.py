@@ -15,8 +15,8 @@ import uvicorn
 
 from service.api.app import create_app
 from service.auth import ensure_generated_key
-from service.event_loop import use_fast_event_loop
 from service.redis_server import EmbeddedValkey, resolve_redis_url
+from service.runtime import tune_garbage_collector, use_fast_event_loop
 from service.settings import Settings, load_settings
 from service.worker import run_worker
 
@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _configure_logging(settings)
     # Before anything makes a loop: uvicorn's and the worker's loops are then uvloop's.
     use_fast_event_loop()
+    tune_garbage_collector()
     if args.command == "serve":
         command_serve(settings, max(1, args.workers))
     elif args.command == "api":
