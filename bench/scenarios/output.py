@@ -2,7 +2,8 @@
 
 The batch is run first (at no latency, the fastest the service goes); then the
 output is streamed while the API's RSS is watched, and timed against reading
-the same result values straight from Redis in one pipelined loop.
+the same result values straight from Redis in one pipelined loop. Each side is
+timed ``REPEATS`` times and the best of each compared, as in scenario 1.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ TITLE = "output"
 RSS_LIMIT_MIB = 50
 TIME_RATIO_LIMIT = 2.0
 TEXT_CHARS = 300
+REPEATS = 3
 
 
 def run(ctx: Context) -> ScenarioResult:
@@ -29,21 +31,26 @@ def run(ctx: Context) -> ScenarioResult:
     with ctx.service("s5-output", settings) as service:
         # This run only fills the batch; it must finish, so no time cap.
         filled = service_run(ctx, service, path, 0.0, capped=False)
+        stream_s = float("inf")
         with service.client() as client, RssWatch(service.api_pid) as watch:
-            start = time.perf_counter()
-            received = lines = 0
-            with client.stream("GET", f"/v1/batches/{filled['batch_id']}/output") as response:
-                response.raise_for_status()
-                for chunk in response.iter_bytes():
-                    received += len(chunk)
-                    lines += chunk.count(b"\n")
-            stream_s = time.perf_counter() - start
+            for _ in range(REPEATS):
+                start = time.perf_counter()
+                received = lines = 0
+                url = f"/v1/batches/{filled['batch_id']}/output"
+                with client.stream("GET", url) as response:
+                    response.raise_for_status()
+                    for chunk in response.iter_bytes():
+                        received += len(chunk)
+                        lines += chunk.count(b"\n")
+                stream_s = min(stream_s, time.perf_counter() - start)
     # Redis is not flushed until the next scenario, so the results are still there.
-    start = time.perf_counter()
-    redis_bytes = redis_probe.read_results_pipelined(
-        ctx.redis_url, filled["batch_id"], filled["lines"]
-    )
-    redis_s = time.perf_counter() - start
+    redis_s = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        redis_bytes = redis_probe.read_results_pipelined(
+            ctx.redis_url, filled["batch_id"], filled["lines"]
+        )
+        redis_s = min(redis_s, time.perf_counter() - start)
     result = ScenarioResult("5", TITLE, settings=settings.as_record())
     result.settings.update(lines=sizes.output_lines)
     result.figures = {
