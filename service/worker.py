@@ -2,7 +2,8 @@
 
 One asyncio event loop per worker process (Dramatiq's AsyncIO middleware)
 shares one LLM backend, one upstream router, one Redis pool and one semaphore
-bounding in-flight LLM calls to ``TEXTBATCH_LLM_CONCURRENCY``. Results are
+bounding the lines in hand to twice ``TEXTBATCH_LLM_CONCURRENCY``; the backend's
+limiter bounds the calls in flight to it. Results are
 recorded as lines finish (grouped while a write is out), each exactly once, so
 a chunk re-run after a crash only fills the gaps.
 """
