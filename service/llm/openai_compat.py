@@ -179,6 +179,8 @@ class OpenAICompatibleBackend:
                     total=None, connect=self.timeout, sock_read=self.timeout
                 ),
                 connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0),
+                # HTTP(S)_PROXY and NO_PROXY apply, as they do for most HTTP clients.
+                trust_env=True,
             )
             self._client_loop = loop
         return self._client
