@@ -101,32 +101,6 @@ class _Collector:
                 line=line_no,
             )
 
-    def take_admitted(self, raw: bytes) -> bool:
-        """Stage a line the fast check admits, with no await; False leaves it to ``add_line``.
-
-        Nothing is changed when it returns False, so the line is then counted and
-        checked once, by the full path.
-        """
-        if raw.endswith(b"\r"):
-            raw = raw.rstrip(b"\r")
-        if len(raw) > self.limits.max_line_bytes or self.total >= self.limits.max_lines:
-            return False
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return False
-        if not self.admission.admits(parsed, len(raw)):
-            return False
-        custom_id = parsed["custom_id"]
-        if custom_id in self.seen:
-            return False
-        self.total += 1
-        self.seen.add(custom_id)
-        self.urls.add(parsed["url"])
-        if not (self.faults or self.more_faults):
-            self._append(raw)
-        return True
-
     def take_admitted_block(self, lines: list[bytes]) -> bool:
         """Stage a block of lines that all pass the fast check, in a few calls for all.
 
@@ -152,17 +126,15 @@ class _Collector:
         self.seen |= fresh
         self.urls.add(CHAT_COMPLETIONS)
         if not (self.faults or self.more_faults):
-            self.page += lines
-            while len(self.page) >= PAGE_LINES:
-                self.pages.append(b"\n".join(self.page[:PAGE_LINES]))
-                del self.page[:PAGE_LINES]
+            self._append(lines)
         return True
 
-    def _append(self, raw: bytes) -> None:
-        self.page.append(raw)
-        if len(self.page) == PAGE_LINES:
-            self.pages.append(b"\n".join(self.page))
-            self.page = []
+    def _append(self, lines: list[bytes]) -> None:
+        """Add checked lines to the page being filled, closing each page that fills."""
+        self.page += lines
+        while len(self.page) >= PAGE_LINES:
+            self.pages.append(b"\n".join(self.page[:PAGE_LINES]))
+            del self.page[:PAGE_LINES]
 
     @property
     def pages_ready(self) -> bool:
@@ -201,7 +173,7 @@ class _Collector:
             self.pages.clear()
             return
         self.urls.add(url)
-        self._append(raw)
+        self._append([raw])
         if self.pages_ready:
             await self.flush()
 
@@ -325,17 +297,15 @@ async def ingest_jsonl(
                     lines[0] = b"".join([*pending, lines[0]])
                     pending, pending_bytes = [], 0
                 # CRLF lines and blank ones go one by one, where they are trimmed or skipped.
-                if b"\r" not in chunk and collector.take_admitted_block(lines):
+                crlf = b"\r" in chunk or lines[0].endswith(b"\r")
+                if not crlf and collector.take_admitted_block(lines):
                     line_no += len(lines)
                     if collector.pages_ready:
                         await collector.flush()
                     lines = []
                 for raw in lines:
                     line_no += 1
-                    if not collector.take_admitted(raw):
-                        await _take(collector, line_no, raw, limits)
-                    elif collector.pages_ready:
-                        await collector.flush()
+                    await _take(collector, line_no, raw, limits)
             if tail:
                 pending.append(tail)
                 pending_bytes += len(tail)
