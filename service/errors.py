@@ -9,12 +9,16 @@
     ├── NotFound                        404 unknown, or another key's
     ├── Conflict                        409 e.g. batch_not_finished
     ├── RouterUnavailable               503 Redis cannot take the work
+    ├── StorageFull                     507 the data directory's disk is full
     └── LLMError                        502 an upstream call failed for good
         ├── UpstreamRateLimited         429s until the attempts ran out
         ├── UpstreamTimeout             no answer in time
         ├── UpstreamFailed              5xx, connection reset, refused
-        ├── UpstreamRejected            a 4xx other than 429: retrying will not help
+        ├── UpstreamRejected            a 4xx other than 429, or a 3xx: retrying will not help
+        ├── UpstreamResponseTooLarge    the answer is over TEXTBATCH_LLM_MAX_RESPONSE_BYTES
+        ├── ModelRefused                the model declined (``message.refusal``)
         └── InvalidModelOutput          the answer is not JSON or breaks the task schema
+            └── OutputTruncated         the answer was cut off at the output budget
 
 Deep code raises these; ``service.api.errors`` alone turns them into HTTP
 responses. Inside a batch an ``LLMError`` becomes that line's ``error``.
@@ -145,6 +149,14 @@ class RouterUnavailable(TextbatchError):
     code = "batch_router_unavailable"
 
 
+class StorageFull(TextbatchError):
+    """The disk under the data directory has no room; nothing was half-written."""
+
+    status_code = 507
+    error_type = "server_error"
+    code = "insufficient_storage"
+
+
 class LLMError(TextbatchError):
     """An upstream LLM call failed after every attempt allowed."""
 
@@ -165,6 +177,10 @@ class LLMError(TextbatchError):
         self.attempts = attempts
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        # Tokens billed by the calls that led to this failure (a refusal, an unusable
+        # answer): a failed line's usage still counts every call the upstream billed.
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
 
 class UpstreamRateLimited(LLMError):
@@ -198,3 +214,21 @@ class InvalidModelOutput(LLMError):
     """The model's answer is not JSON, or not JSON of the task's schema."""
 
     code = "invalid_model_output"
+
+
+class UpstreamResponseTooLarge(LLMError):
+    """The upstream's answer was larger than ``TEXTBATCH_LLM_MAX_RESPONSE_BYTES``."""
+
+    code = "upstream_response_too_large"
+
+
+class ModelRefused(LLMError):
+    """The model declined to answer (``message.refusal``); asking again will not help."""
+
+    code = "model_refused"
+
+
+class OutputTruncated(InvalidModelOutput):
+    """The answer was cut off at the output budget, also after a re-ask with a larger one."""
+
+    code = "output_truncated"

