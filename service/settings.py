@@ -21,6 +21,9 @@ class UpstreamConfig(BaseModel):
 
     base_url: str
     api_key: SecretStr | None = None
+    # A built-in profile name (``openai``, ``vllm``, ``ollama``…); unset: inferred from
+    # the base URL and model name.
+    profile: str | None = None
 
 
 class Settings(BaseSettings):
@@ -57,7 +60,15 @@ class Settings(BaseSettings):
     # Calls in flight to each upstream across every process; realtime calls are served
     # first when it is full. 0 turns the shared limit (and so the priority) off.
     upstream_capacity: int = Field(default=128, ge=0, le=100_000)
+    # Total deadline of one upstream call: connect, headers and the whole body.
     llm_timeout: float = Field(default=60.0, gt=0)
+    llm_connect_timeout: float = Field(default=10.0, gt=0)
+    # The largest answer read from an upstream; a larger one fails the line.
+    llm_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Output tokens a task call may ask for; a profile may cap it lower.
+    llm_max_output_tokens: int = Field(default=16_384, ge=16, le=1_000_000)
+    # Built-in upstream profile of the default upstream; unset: inferred.
+    llm_profile: str | None = None
     llm_max_attempts: int = Field(default=4, ge=1, le=20)
     llm_backoff_base: float = Field(default=0.5, ge=0)
     llm_backoff_max: float = Field(default=20.0, ge=0)
