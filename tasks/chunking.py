@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from tasks.tokens import estimate_tokens
 
 _PARAGRAPH_END = re.compile(r"\n[ \t\r\f\v]*\n\s*")
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|[。！？]+[」』”’）]*\s*|\n\s*")
+# Latin sentence ends need a blank after them; CJK full stops and closing quotes do not.
+_SENTENCE_END = re.compile(
+    "[.!?\u2026]+[\"'\u201d\u2019)\\]]*\\s+"
+    "|[\u3002\uff01\uff1f]+[\u300d\u300f\u201d\u2019\uff09]*\\s*"
+    "|\n\\s*"
+)
 _WORD_END = re.compile(r"\s+")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +40,7 @@ def test_chunks_cover_the_text_in_order_and_fit(text: str, budget: int, overlap:
     for chunk in chunks:
         assert chunk.text == text[chunk.start : chunk.end]
         assert estimate_tokens(chunk.text) <= budget + 2
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         # No gap, always progress.
         assert before.start < after.start <= before.end
 
@@ -68,7 +70,7 @@ def test_chunks_end_on_sentence_ends_inside_a_long_paragraph() -> None:
 def test_overlap_repeats_the_end_of_the_previous_chunk_from_a_word_start() -> None:
     text = " ".join(SENTENCES[i % 3] for i in range(300))
     chunks = split_text(text, 100, 20)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.start < before.end
         assert text[after.start - 1].isspace()
 
