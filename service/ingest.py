@@ -17,7 +17,7 @@ import orjson
 
 from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
 from service.ids import new_id
-from service.json_depth import depth_message, nesting_depth_over, raw_depth_within
+from service.json_depth import depth_fault, nesting_depth_over, raw_depth_within
 from service.line_admission import CHAT_COMPLETIONS, LineAdmission
 from service.line_validation import LineRules, validate_line
 from service.prompt_resolution import PromptResolver, ResolvedBody, names_prompt
@@ -163,7 +163,7 @@ class _Collector:
         # Admitted lines have a task's shallow shape; any other line may nest without end.
         line_depth = self.limits.max_json_depth + 1
         if not raw_depth_within(raw, line_depth) and nesting_depth_over(parsed, line_depth):
-            self.add_fault(_too_deep(line_no, parsed, self.limits))
+            self.add_fault(depth_fault(line_no, parsed, self.limits.max_json_depth))
             return
         if isinstance(parsed, dict) and names_prompt(parsed.get("body")):
             parsed, raw, line_faults = await self._with_prompt(line_no, parsed)
@@ -353,17 +353,6 @@ def _too_large(line_no: int, limits: IngestLimits, what: str = "The line") -> Li
     )
 
 
-def _too_deep(line_no: int, parsed: Any, limits: IngestLimits) -> LineFault:
-    custom_id = parsed.get("custom_id") if isinstance(parsed, dict) else None
-    return LineFault(
-        line=line_no,
-        param="body",
-        code="json_too_deep",
-        message=depth_message(limits.max_json_depth, "The line's body"),
-        custom_id=custom_id[:64] if isinstance(custom_id, str) else None,
-    )
-
-
 def _json_fault(what: str, exc: orjson.JSONDecodeError) -> str:
     if "utf-8" in str(exc).lower():
         return f"The {what} is not valid UTF-8."
@@ -402,7 +391,7 @@ async def ingest_requests(
             # orjson writes fewer levels than it reads: check before writing the line out.
             if nesting_depth_over(item, line_depth):
                 collector.count_line(index)
-                collector.add_fault(_too_deep(index, item, limits))
+                collector.add_fault(depth_fault(index, item, limits.max_json_depth))
                 continue
             await collector.add_line(index, orjson.dumps(item), parsed=item)
     except BaseException:

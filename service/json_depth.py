@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.errors import LineFault
+
 
 def nesting_depth_over(value: Any, limit: int) -> bool:
     """Whether ``value`` has more than ``limit`` levels of objects and arrays.
@@ -43,3 +45,15 @@ def raw_depth_within(raw: bytes, limit: int) -> bool:
 
 def depth_message(limit: int, what: str = "The line") -> str:
     return f"{what} nests objects and arrays more than {limit} levels deep, the limit."
+
+
+def depth_fault(line_no: int, line: Any, limit: int) -> LineFault:
+    """The fault of a batch line whose body nests more than ``limit`` levels."""
+    custom_id = line.get("custom_id") if isinstance(line, dict) else None
+    return LineFault(
+        line=line_no,
+        param="body",
+        code="json_too_deep",
+        message=depth_message(limit, "The line's body"),
+        custom_id=custom_id[:64] if isinstance(custom_id, str) else None,
+    )

@@ -119,10 +119,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         elif self._in_body and self._body_timer is None:
             self._arm_body_timer()
 
-    def shutdown(self) -> None:
-        self._cancel_timers()
-        super().shutdown()
-
     # -- parser callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
