@@ -11,9 +11,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-import uvicorn
-
 from service.api.app import create_app
+from service.api.server import build_server
 from service.auth import ensure_generated_key
 from service.redis_server import EmbeddedValkey, resolve_redis_url
 from service.runtime import tune_garbage_collector, use_fast_event_loop
@@ -42,12 +41,10 @@ def _announce_key(settings: Settings) -> None:
 
 def _serve_http(settings: Settings, redis_url: str) -> None:
     app = create_app(settings, redis_url)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower()
-    )
+    server = build_server(app, settings)
     # uvicorn re-raises the Ctrl-C it handled; the shutdown was orderly, so end quietly.
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run()
+        server.run()
 
 
 def _start_workers(count: int, redis_url: str) -> list[subprocess.Popen[bytes]]:

@@ -17,6 +17,7 @@ import orjson
 
 from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
 from service.ids import new_id
+from service.json_depth import depth_fault, nesting_depth_over, raw_depth_within
 from service.line_admission import CHAT_COMPLETIONS, LineAdmission
 from service.line_validation import LineRules, validate_line
 from service.prompt_resolution import PromptResolver, ResolvedBody, names_prompt
@@ -36,6 +37,8 @@ class IngestLimits:
     max_body_bytes: int
     max_lines: int
     max_line_bytes: int
+    # Levels of objects and arrays a line's body may nest (the line itself is one more).
+    max_json_depth: int = 64
 
 
 @dataclass(slots=True)
@@ -156,6 +159,11 @@ class _Collector:
         if self.admission.admits(parsed, len(raw)) and parsed["custom_id"] not in self.seen:
             self.seen.add(parsed["custom_id"])
             await self._stage(parsed["url"], raw)
+            return
+        # Admitted lines have a task's shallow shape; any other line may nest without end.
+        line_depth = self.limits.max_json_depth + 1
+        if not raw_depth_within(raw, line_depth) and nesting_depth_over(parsed, line_depth):
+            self.add_fault(depth_fault(line_no, parsed, self.limits.max_json_depth))
             return
         if isinstance(parsed, dict) and names_prompt(parsed.get("body")):
             parsed, raw, line_faults = await self._with_prompt(line_no, parsed)
@@ -378,7 +386,13 @@ async def ingest_requests(
     """Validate and stage the ``requests`` array of a JSON submission."""
     collector = _Collector(store, rules, limits, prompts)
     try:
+        line_depth = limits.max_json_depth + 1
         for index, item in enumerate(requests, start=1):
+            # orjson writes fewer levels than it reads: check before writing the line out.
+            if nesting_depth_over(item, line_depth):
+                collector.count_line(index)
+                collector.add_fault(depth_fault(index, item, limits.max_json_depth))
+                continue
             await collector.add_line(index, orjson.dumps(item), parsed=item)
     except BaseException:
         await collector.discard()

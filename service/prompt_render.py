@@ -12,13 +12,14 @@ repetition, filters with costly arguments), and output is capped as it streams.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from service.errors import InvalidRequest
+from service.prompt_cache import CompileBudget, TemplateCache
 
 # Filter name -> how many arguments it may take; arguments must be literals.
 ALLOWED_FILTERS: dict[str, int] = {
@@ -133,7 +134,6 @@ def _check_subset(tree: nodes.Template) -> None:
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
 
 
-@lru_cache(maxsize=128)
 def _checked(source: str) -> tuple[Template, frozenset[str]]:
     """The compiled template and its placeholders; ValueError saying why it is refused."""
     try:
@@ -149,19 +149,39 @@ def _checked(source: str) -> tuple[Template, frozenset[str]]:
     return template, placeholders
 
 
-def compile_messages(contents: Sequence[str]) -> tuple[list[Template], frozenset[str]]:
-    """Each content's template and every placeholder they read; InvalidRequest naming the index."""
+def compile_messages(
+    contents: Sequence[str],
+    owner: str,
+    compiled_cache: TemplateCache,
+    budget: CompileBudget | None = None,
+) -> tuple[list[Template], frozenset[str]]:
+    """Each content's template and every placeholder they read; InvalidRequest naming the index.
+
+    Templates ``owner`` has in ``compiled_cache`` are taken from it; the others are compiled,
+    charged to ``budget`` (when given) and kept.
+    """
     templates: list[Template] = []
     placeholders: set[str] = set()
     for index, content in enumerate(contents):
-        try:
-            template, names = _checked(content)
-        except ValueError as exc:
-            raise InvalidRequest(
-                f"messages[{index}].content is not a valid prompt template: {str(exc)[:300]}",
-                code="invalid_template",
-                param=f"messages.{index}.content",
-            ) from None
+        compiled = compiled_cache.get(owner, content)
+        if compiled is None:
+            if budget is not None and not budget.charge(len(content)):
+                raise InvalidRequest(
+                    f"The prompt templates this request names come to more than "
+                    f"{budget.limit} characters that are not compiled yet, the limit per "
+                    "request; send the lines naming other prompts in another request.",
+                    code="template_work_exceeded",
+                )
+            try:
+                compiled = _checked(content)
+            except ValueError as exc:
+                raise InvalidRequest(
+                    f"messages[{index}].content is not a valid prompt template: {str(exc)[:300]}",
+                    code="invalid_template",
+                    param=f"messages.{index}.content",
+                ) from None
+            compiled_cache.put(owner, content, compiled)
+        template, names = compiled
         templates.append(template)
         placeholders |= names
     return templates, frozenset(placeholders)

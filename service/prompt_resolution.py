@@ -12,7 +12,7 @@ dropped, so neither the upstream nor the task ever sees them.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -20,6 +20,7 @@ from jinja2 import Template
 
 from service.errors import InvalidRequest, LineFault, NotFound
 from service.line_validation import CHAT_COMPLETIONS, line_fault
+from service.prompt_cache import CompileBudget
 from service.prompt_render import (
     compile_messages,
     merge_model_config,
@@ -129,6 +130,8 @@ class PromptResolver:
         self._summaries: dict[str, PromptSummary | None] = {}
         self._versions: OrderedDict[tuple[str, int], _CompiledVersion] = OrderedDict()
         self._cached_chars = 0
+        # Templates not in the store's cache are compiled, up to this much per submission.
+        self._budget = CompileBudget(store.templates.limits.submission_chars)
 
     async def pin(self, slug: str, version: int | None) -> int:
         """The version of ``slug`` a line naming ``version`` (or none) uses."""
@@ -165,7 +168,9 @@ class PromptResolver:
             raise NotFound(f"No prompt found with slug '{slug}'.", param="prompt_slug")
         contents = [message["content"] for message in stored.messages]
         # Compiling takes up to a second per 100 KB of template: keep it off the event loop.
-        templates, placeholders = await anyio.to_thread.run_sync(compile_messages, contents)
+        templates, placeholders = await anyio.to_thread.run_sync(
+            compile_messages, contents, self.owner, self.store.templates, self._budget
+        )
         compiled = _CompiledVersion(
             roles=[message["role"] for message in stored.messages],
             templates=templates,
@@ -210,7 +215,13 @@ class PromptResolver:
             try:
                 return await self._render(body)
             except (NotFound, InvalidRequest) as exc:
-                problems = [(exc.param or "prompt_slug", exc.message)]
+                fault = line_fault(
+                    line, custom_id, f"body.{exc.param or 'prompt_slug'}", exc.message
+                )
+                if exc.code == "template_work_exceeded":
+                    # Not a fault of the line itself: its own code tells the client to split.
+                    fault = replace(fault, code=exc.code)
+                return [fault]
         return [
             line_fault(line, custom_id, f"body.{param}", message) for param, message in problems
         ]

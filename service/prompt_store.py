@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 
 from service import keys
 from service.errors import Conflict, InvalidRequest, NotFound
+from service.prompt_cache import TemplateCache
 from service.storage import redis_unavailable_as_router_error
 
 SLUG_PATTERN = re.compile(r"[a-z0-9-]{1,64}")
@@ -132,8 +133,10 @@ def _summary(slug: str, values: list[bytes | None]) -> PromptSummary | None:
 class PromptStore:
     """Reads and writes prompts for one Redis connection pool; every call names the owner."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, templates: TemplateCache | None = None) -> None:
         self.redis = redis
+        # Compiled versions of the stored templates, shared by every submission.
+        self.templates = templates or TemplateCache()
         self._create = redis.register_script(_CREATE)
         self._add_version = redis.register_script(_ADD_VERSION)
         self._publish = redis.register_script(_PUBLISH)

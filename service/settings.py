@@ -93,10 +93,27 @@ class Settings(BaseSettings):
     max_line_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     max_text_chars: int = Field(default=1_000_000, ge=1)
 
+    # Prompt templates: characters of compiled templates kept per API key and in all, and
+    # characters of templates not kept that one request may compile.
+    template_cache_chars_per_key: int = Field(default=2_000_000, ge=0)
+    template_cache_chars: int = Field(default=16_000_000, ge=0)
+    max_template_chars_per_request: int = Field(default=1_000_000, ge=1)
+
+    # Nesting of a JSON line or body (objects and arrays); orjson writes at most 254 levels,
+    # so the limit stays well under that with room for the envelopes a line is stored in.
+    max_json_depth: int = Field(default=64, ge=4, le=200)
+
     # HTTP
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    # The request line and headers of one request, in all (431 above).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Seconds a request's headers may take, from the connection's start or the last answer.
+    header_timeout: float = Field(default=10.0, gt=0)
+    # Seconds a request body may go without a byte, and may take in all.
+    body_idle_timeout: float = Field(default=30.0, gt=0)
+    body_timeout: float = Field(default=300.0, gt=0)
 
     @field_validator("llm_base_url")
     @classmethod

@@ -96,7 +96,7 @@ class Submitter:
 
     def limits(self) -> IngestLimits:
         s = self.settings
-        return IngestLimits(s.max_body_bytes, s.max_lines, s.max_line_bytes)
+        return IngestLimits(s.max_body_bytes, s.max_lines, s.max_line_bytes, s.max_json_depth)
 
     def _new_batch(
         self, batch_id: str, owner: str, total: int, options: BatchOptions, endpoint: str

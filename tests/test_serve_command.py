@@ -94,7 +94,7 @@ def test_api_answers_503_when_redis_is_unreachable(tmp_path: Path) -> None:
             response = submit(client, [line("r-1", body)])
             assert response.status_code == 503
             assert response.json()["error"]["code"] == "batch_router_unavailable"
-            status = client.get("/v1/batches/batch_abc")
+            status = client.get(f"/v1/batches/batch_{'0' * 32}")
             assert status.status_code == 503
             assert status.json()["error"]["code"] == "batch_router_unavailable"
             ready = client.get("/readyz")

@@ -19,6 +19,7 @@ from service.idempotency import IdempotencyStore
 from service.llm.factory import CapacityShare, build_backend
 from service.llm.shared_capacity import Priority
 from service.pricing import PriceTable
+from service.prompt_cache import TemplateCache, TemplateLimits
 from service.prompt_store import PromptStore
 from service.queue import ChunkDispatcher, build_broker
 from service.redis_server import connect_async
@@ -122,7 +123,14 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         upstreams = UpstreamRouter(settings, share)
         store = BatchStore(redis)
         file_store = FileStore(redis, settings.data_dir / "files")
-        prompt_store = PromptStore(redis)
+        templates = TemplateCache(
+            TemplateLimits(
+                per_key_chars=settings.template_cache_chars_per_key,
+                total_chars=settings.template_cache_chars,
+                submission_chars=settings.max_template_chars_per_request,
+            )
+        )
+        prompt_store = PromptStore(redis, templates)
         await anyio.to_thread.run_sync(file_store.remove_abandoned_uploads)
         dispatcher = ChunkDispatcher(broker, settings.queue_name, settings.chunk_size)
         app.state.textbatch = AppState(

@@ -14,6 +14,7 @@ import orjson
 from fastapi import Request
 
 from service.api.deps import AppState, validated
+from service.api.object_ids import known_file_id
 from service.api.prompt_schemas import BatchFromPrompt
 from service.errors import (
     BatchRejected,
@@ -78,7 +79,8 @@ async def _from_file(state: AppState, owner: str, options: BatchOptions, digest:
     if options.endpoint is None:
         raise InvalidRequest("endpoint is required with input_file_id.", param="endpoint")
     assert options.input_file_id is not None
-    record = await state.files.get(options.input_file_id, owner)
+    file_id = known_file_id(options.input_file_id, param="input_file_id")
+    record = await state.files.get(file_id, owner)
     if record.purpose != "batch":
         raise InvalidRequest(
             f"File '{record.id}' has purpose '{record.purpose}'; a batch input needs 'batch'.",

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from service.api.batch_intake import Prepared, prepare_from_prompt, prepare_submission
 from service.api.deps import AppState, JsonBody, PrincipalDep, StateDep
+from service.api.object_ids import known_batch_id
 from service.api.prompt_schemas import BatchFromPrompt, json_request_body
 from service.api.schemas import ERROR_RESPONSES, BatchCreate, BatchList, BatchPublic
 from service.errors import Conflict, NotFound
@@ -179,13 +180,16 @@ async def list_batches(
 @router.get("/{batch_id}", response_model=BatchPublic)
 async def retrieve_batch(batch_id: str, state: StateDep, principal: PrincipalDep) -> BatchPublic:
     """The batch's status and counts (404 when it is not the caller's)."""
-    return await batch_view(state, await state.store.get_batch(batch_id, principal.owner))
+    record = await state.store.get_batch(known_batch_id(batch_id), principal.owner)
+    return await batch_view(state, record)
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchPublic)
 async def cancel_batch(batch_id: str, state: StateDep, principal: PrincipalDep) -> BatchPublic:
     """Stop a running batch: lines not yet run are not sent upstream; finished ones are kept."""
-    record = await state.store.request_cancel(batch_id, principal.owner, int(time.time()))
+    record = await state.store.request_cancel(
+        known_batch_id(batch_id), principal.owner, int(time.time())
+    )
     return await batch_view(state, record)
 
 
@@ -198,7 +202,7 @@ async def batch_output(
     batch_id: str, state: StateDep, principal: PrincipalDep
 ) -> StreamingResponse:
     """Every result line, in input order, streamed as JSONL once the batch has finished."""
-    record = await state.store.get_batch(batch_id, principal.owner)
+    record = await state.store.get_batch(known_batch_id(batch_id), principal.owner)
     if not record.status.is_final:
         raise Conflict(
             f"Batch '{batch_id}' is {record.status.value}; "

@@ -13,6 +13,7 @@ from service.errors import InvalidRequest, UnsupportedMediaType
 from service.files import FileStore
 from service.idempotency import IdempotencyStore
 from service.ingest import read_json
+from service.json_depth import depth_message, nesting_depth_over
 from service.llm.base import ChatBackend
 from service.pricing import PriceTable
 from service.prompt_store import PromptStore
@@ -69,7 +70,12 @@ async def json_body(request: Request, state: StateDep) -> Any:
         raise UnsupportedMediaType(
             "Send the request as JSON (content-type application/json).", param="content-type"
         )
-    return await read_json(request.stream(), state.settings.max_line_bytes, "per JSON request")
+    body = await read_json(request.stream(), state.settings.max_line_bytes, "per JSON request")
+    limit = state.settings.max_json_depth
+    # Refused here, as orjson could not write it out again for the upstream or the store.
+    if nesting_depth_over(body, limit):
+        raise InvalidRequest(depth_message(limit, "The body"), code="json_too_deep", param="body")
+    return body
 
 
 # Routes take it after the principal, so a caller without a key is refused unread.

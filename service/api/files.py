@@ -13,6 +13,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from service.api.deps import PrincipalDep, StateDep
+from service.api.object_ids import known_file_id
 from service.api.schemas import ERROR_RESPONSES
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 from service.files import FileKind, FileRecord, IncomingFile
@@ -242,7 +243,7 @@ async def list_files(
 @router.get("/{file_id}", response_model=FilePublic)
 async def retrieve_file(file_id: str, state: StateDep, principal: PrincipalDep) -> FilePublic:
     """The file's metadata (404 when it is not the caller's)."""
-    return FilePublic.from_record(await state.files.get(file_id, principal.owner))
+    return FilePublic.from_record(await state.files.get(known_file_id(file_id), principal.owner))
 
 
 async def _started(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -267,7 +268,7 @@ async def _started(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 )
 async def file_content(file_id: str, state: StateDep, principal: PrincipalDep) -> StreamingResponse:
     """The file's bytes, streamed."""
-    record = await state.files.get(file_id, principal.owner)
+    record = await state.files.get(known_file_id(file_id), principal.owner)
     if record.kind is FileKind.UPLOAD:
         chunks = await _started(state.files.open_chunks(record))
         return StreamingResponse(
@@ -286,5 +287,5 @@ async def file_content(file_id: str, state: StateDep, principal: PrincipalDep) -
 @router.delete("/{file_id}", response_model=FileDeleted)
 async def delete_file(file_id: str, state: StateDep, principal: PrincipalDep) -> FileDeleted:
     """Delete the file's metadata and, for an upload, its bytes."""
-    record = await state.files.delete(file_id, principal.owner)
+    record = await state.files.delete(known_file_id(file_id), principal.owner)
     return FileDeleted(id=record.id, deleted=True)

@@ -12,7 +12,7 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Query
 
-from service.api.deps import JsonBody, PrincipalDep, StateDep, validated
+from service.api.deps import AppState, JsonBody, PrincipalDep, StateDep, validated
 from service.api.prompt_schemas import (
     ModelSettings,
     PromptCreate,
@@ -42,12 +42,17 @@ def _known_slug(slug: str) -> str:
 
 
 async def _new_version(
-    messages: list[PromptMessage], settings: ModelSettings | None
+    state: AppState, owner: str, messages: list[PromptMessage], settings: ModelSettings | None
 ) -> PromptVersion:
-    """A version checked and ready to store; the store gives it its number."""
+    """A version checked and ready to store; the store gives it its number.
+
+    Its templates are compiled here and kept, so submissions naming it need not compile.
+    """
     contents = [message.content for message in messages]
-    # Compiling takes up to a second per 100 KB of template: keep it off the event loop.
-    _, placeholders = await anyio.to_thread.run_sync(compile_messages, contents)
+    # Compiling takes up to two seconds per 100 KB of template: keep it off the event loop.
+    _, placeholders = await anyio.to_thread.run_sync(
+        compile_messages, contents, owner, state.prompts.templates
+    )
     return PromptVersion(
         version=1,
         messages=[{"role": message.role, "content": message.content} for message in messages],
@@ -61,7 +66,7 @@ async def _new_version(
 async def create_prompt(state: StateDep, principal: PrincipalDep, body: JsonBody) -> PromptPublic:
     """Store a new prompt with its first version, published unless ``publish`` is false."""
     payload = validated(PromptCreate, body)
-    first = await _new_version(payload.messages, payload.settings)
+    first = await _new_version(state, principal.owner, payload.messages, payload.settings)
     await state.prompts.create(principal.owner, payload.slug, first, payload.publish)
     return PromptPublic.of_prompt(await state.prompts.get(principal.owner, payload.slug))
 
@@ -102,7 +107,7 @@ async def add_version(
     """Store the next version; it is not published until ``/publish`` names it."""
     slug = _known_slug(slug)
     payload = validated(PromptVersionCreate, body)
-    version = await _new_version(payload.messages, payload.settings)
+    version = await _new_version(state, principal.owner, payload.messages, payload.settings)
     number = await state.prompts.add_version(principal.owner, slug, version)
     return PromptVersionPublic.of(slug, replace(version, version=number))
 
