@@ -52,7 +52,13 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class ChatReply:
-    """What the backend answered: the assistant message content and its accounting."""
+    """What the backend answered: the assistant message content and its accounting.
+
+    ``content`` is the answer's text only (parts joined, never reasoning); it is empty
+    when the model gave none, e.g. with ``finish_reason`` ``"length"`` when reasoning
+    used the budget. ``usage`` totals every billed call, retries and re-sends included;
+    ``attempts`` counts the calls made.
+    """
 
     content: str
     model: str
@@ -68,6 +74,11 @@ class ChatBackend(Protocol):
     @property
     def name(self) -> str:
         """A short label for ``/readyz`` and logs (``openai-compatible`` or ``offline``)."""
+        ...
+
+    @property
+    def output_token_cap(self) -> int:
+        """The largest output budget a call is sent with; a larger ``max_tokens`` is clamped."""
         ...
 
     async def complete(self, request: ChatRequest) -> ChatReply:

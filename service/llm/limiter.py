@@ -1,5 +1,8 @@
 """An AIMD limit on concurrent upstream calls: halve it on overload, grow it back as calls succeed.
 
+Overload is a 429, a 503 with Retry-After, a timeout, or an answer much slower than
+the usual ones (a server that queues work shows it so before it times out).
+
 A fixed concurrency either wastes a fast upstream or hammers a struggling one.
 ``AdaptiveLimiter`` starts at its maximum, halves its limit when the upstream
 signals overload (a 429, or a 503 with Retry-After) and adds one for every
@@ -27,6 +30,11 @@ from collections.abc import AsyncIterator, Callable
 
 logger = logging.getLogger(__name__)
 
+# Answers seen before latency is judged, and how fast the usual latency follows.
+_LATENCY_WARMUP = 8
+_USUAL_WEIGHT = 0.1
+_SLOW_WEIGHT = 0.02
+
 
 class AdaptiveLimiter:
     """Bounds calls in flight by a limit that adapts between ``min_limit`` and ``max_limit``.
@@ -44,6 +52,8 @@ class AdaptiveLimiter:
         window_seconds: float = 1.0,
         overload_tolerance: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        latency_rise: float = 3.0,
+        latency_rise_seconds: float = 1.0,
     ) -> None:
         if min_limit < 1 or max_limit < min_limit:
             raise ValueError("limits must satisfy 1 <= min_limit <= max_limit")
@@ -59,6 +69,12 @@ class AdaptiveLimiter:
         # The answers that tell overload from success: True for an overload.
         self._outcomes: deque[bool] = deque(maxlen=max_limit)
         self._clock = clock
+        # An answer is "slow" when it takes latency_rise times the usual latency and at
+        # least latency_rise_seconds more: tasks differ in length, loopback jitters.
+        self.latency_rise = latency_rise
+        self.latency_rise_seconds = latency_rise_seconds
+        self._usual_latency: float | None = None
+        self._latency_samples = 0
         self._limit = max_limit
         self._in_flight = 0
         self._finished = 0
@@ -113,6 +129,25 @@ class AdaptiveLimiter:
                 old,
                 self._limit,
             )
+
+    def record_answer(self, seconds: float) -> None:
+        """A call answered after ``seconds``: a success, or overload if far slower than usual."""
+        usual = self._usual_latency
+        self._latency_samples += 1
+        slow = (
+            usual is not None
+            and self._latency_samples > _LATENCY_WARMUP
+            and seconds > usual * self.latency_rise
+            and seconds - usual > self.latency_rise_seconds
+        )
+        # A slow answer still moves the usual latency, slowly: the work itself may have
+        # grown longer, and the limit must not stay down for ever.
+        weight = _SLOW_WEIGHT if slow else _USUAL_WEIGHT
+        self._usual_latency = seconds if usual is None else usual + weight * (seconds - usual)
+        if slow:
+            self.record_overload()
+        else:
+            self.record_success()
 
     def record_success(self) -> None:
         """A call succeeded: one more slot for every ``limit`` successes, up to ``max_limit``."""
