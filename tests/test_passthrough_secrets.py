@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ ECHOES = {
     "echo-200": Scripted(body=completion(f"the key is {KEY}")),
     "echo-redirect": Scripted(status=307, headers={"Location": f"http://127.0.0.1:9/{KEY}"}),
 }
-ENDPOINTS = {
+ENDPOINTS: dict[str, Callable[[str], dict[str, Any]]] = {
     "/v1/chat/completions": lambda marker: {
         "model": "m",
         "messages": [{"role": "user", "content": marker}],

@@ -30,6 +30,8 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     # Seconds between single bytes of the body, after the headers went out at once.
     drip_seconds: float = 0.0
+    # Seconds to wait before answering at all.
+    delay_seconds: float = 0.0
     # Bytes of filler written after the body's opening, in pieces (no Content-Length).
     huge_bytes: int = 0
 
@@ -64,6 +66,8 @@ class UnrulyUpstream:
         self.calls: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []
         self.bytes_written = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
         self._script: deque[Scripted] = deque()
         # Answers for any request whose raw body holds the key; they are used every time.
         self.rules: dict[str, Scripted] = {}
@@ -85,6 +89,7 @@ class UnrulyUpstream:
         self.calls.clear()
         self.authorizations.clear()
         self.bytes_written = 0
+        self.most_in_flight = 0
 
     def __enter__(self) -> UnrulyUpstream:
         self._thread.start()
@@ -114,6 +119,14 @@ class UnrulyUpstream:
             await self._runner.cleanup()
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._answer_one(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer_one(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = orjson.loads(raw) if raw else None
@@ -127,6 +140,8 @@ class UnrulyUpstream:
         else:
             answer = self._script.popleft() if self._script else Scripted(body=completion())
         payload = orjson.dumps(answer.body) if answer.body is not None else b""
+        if answer.delay_seconds:
+            await asyncio.sleep(answer.delay_seconds)
         if answer.huge_bytes:
             return await self._huge(request, answer, payload)
         if answer.drip_seconds:

@@ -42,8 +42,10 @@ _STATED_LIMIT = re.compile(
     re.IGNORECASE,
 )
 _STATUSES_THAT_NAME_PARAMETERS = frozenset({400, 404, 415, 422, 500})
-# Fields a call cannot do without; never dropped.
+# Fields a call cannot do without, and schema keywords no schema means anything without:
+# never dropped, even when a message quotes them as context.
 _ESSENTIAL = frozenset({"model", "messages"})
+_STRUCTURAL_KEYWORDS = frozenset({"type", "properties", "items", "required"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ def learn(
     named = _named_fields(complaint, sent)
     keywords = schema_keywords(response_schema) if "response_format" in payload else set()
     keywords -= profile.dropped_schema_keywords | adaptations.dropped_schema_keywords
+    keywords -= _STRUCTURAL_KEYWORDS
     # A schema keyword is named in quotes (Gemini, OpenAI's "'minItems' is not permitted").
     keyword = next((word for word in _QUOTED.findall(complaint.text) if word in keywords), None)
     if keyword is not None and (not named or named == ["response_format"]):
