@@ -304,3 +304,35 @@ def test_a_refused_budget_field_is_switched_then_dropped(upstream: UnrulyUpstrea
     assert "max_tokens" not in last and "max_completion_tokens" not in last
     assert upstream.calls[-1]["body"]["messages"] == REQUEST.messages
     assert completion()["choices"][0]["message"]["content"] == reply.content
+
+
+def test_calls_refused_together_learn_the_adaptation_once(
+    upstream: UnrulyUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusal = Scripted(
+        status=400,
+        body=openai_error(
+            "Unsupported parameter: 'max_tokens' is not supported with this model.",
+            "max_tokens",
+            "unsupported_parameter",
+        ),
+        delay_seconds=0.2,
+    )
+    upstream.rules['"max_tokens"'] = refusal
+    client = backend(upstream)
+
+    async def go() -> list[ChatReply]:
+        try:
+            return await asyncio.gather(*[client.complete(REQUEST) for _ in range(4)])
+        finally:
+            await client.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="service.llm"):
+        replies = asyncio.run(go())
+
+    assert [reply.content for reply in replies] == ["ok"] * 4
+    assert [reply.attempts for reply in replies] == [2] * 4
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    for body in sent(upstream)[4:]:
+        assert body["max_completion_tokens"] == 300

@@ -58,7 +58,8 @@ _T = TypeVar("_T")
 
 DEFAULT_RETRY = RetryPolicy()
 
-Adapter = Callable[[UpstreamAnswer], bytes | None]
+# Given a refusal and the body that was refused: the body to send instead, or None.
+Adapter = Callable[[UpstreamAnswer, bytes], bytes | None]
 
 
 class OpenAICompatibleBackend:
@@ -121,12 +122,15 @@ class OpenAICompatibleBackend:
         def payload() -> bytes:
             return orjson.dumps(self._chat_payload(request))
 
-        def adapt(answer: UpstreamAnswer) -> bytes | None:
-            sent = self._chat_payload(request)
+        def adapt(answer: UpstreamAnswer, sent: bytes) -> bytes | None:
+            current = payload()
+            if current != sent:
+                # Another call learned meanwhile what this one was refused for.
+                return current
             change = learn(
                 answer.status_code,
                 read_complaint(answer.content),
-                sent,
+                self._chat_payload(request),
                 request.response_schema,
                 self.profile,
                 self.adaptations,
@@ -266,7 +270,11 @@ class OpenAICompatibleBackend:
                 usage.append(usage_of(response.json))
                 status = response.status_code
                 if not response.is_success and adapt is not None:
-                    adapted = adapt(response) if adaptations < _MAX_ADAPTATIONS_PER_CALL else None
+                    adapted = (
+                        adapt(response, payload)
+                        if adaptations < _MAX_ADAPTATIONS_PER_CALL
+                        else None
+                    )
                     if adapted is not None:
                         # The request was ours to fix: send it again now, not as a retry.
                         adaptations += 1
