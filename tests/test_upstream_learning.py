@@ -336,3 +336,14 @@ def test_calls_refused_together_learn_the_adaptation_once(
     assert len(warnings) == 1
     for body in sent(upstream)[4:]:
         assert body["max_completion_tokens"] == 300
+
+
+def test_a_schema_keyword_named_bare_is_left_out_too(upstream: UnrulyUpstream) -> None:
+    message = "Invalid argument: response schema field maxItems is not supported"
+    upstream.script(Scripted(status=400, body={"error": {"message": message, "code": 400}}))
+
+    (reply,) = complete_all(backend(upstream))
+
+    labels = sent(upstream)[1]["response_format"]["json_schema"]["schema"]["properties"]["labels"]
+    assert reply.attempts == 2
+    assert "maxItems" not in labels and labels["minItems"] == 1

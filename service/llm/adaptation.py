@@ -122,6 +122,9 @@ def learn(
     keywords -= _STRUCTURAL_KEYWORDS
     # A schema keyword is named in quotes (Gemini, OpenAI's "'minItems' is not permitted").
     keyword = next((word for word in _QUOTED.findall(complaint.text) if word in keywords), None)
+    if keyword is None:
+        # Some servers name the keyword bare: "additionalProperties is not supported".
+        keyword = next((word for word in _WORD.findall(complaint.text) if word in keywords), None)
     if keyword is not None and (not named or named == ["response_format"]):
         adaptations.dropped_schema_keywords.add(keyword)
         return f"leaving {keyword!r} out of response schemas"
