@@ -61,6 +61,22 @@ class UpstreamAnswer:
             return None
 
 
+def new_session(
+    api_key: str | None, *, connect_timeout: float, max_connections: int
+) -> aiohttp.ClientSession:
+    """A keep-alive session for one upstream; each exchange sets its own total deadline."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return aiohttp.ClientSession(
+        headers=headers,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0),
+        # HTTP(S)_PROXY and NO_PROXY apply, as they do for most HTTP clients.
+        trust_env=True,
+    )
+
+
 async def exchange(
     session: aiohttp.ClientSession,
     url: str,

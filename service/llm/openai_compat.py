@@ -22,24 +22,35 @@ import orjson
 
 from service.errors import (
     LLMError,
-    ModelRefused,
     UpstreamFailed,
-    UpstreamRateLimited,
-    UpstreamRejected,
     UpstreamResponseTooLarge,
     UpstreamTimeout,
 )
 from service.llm.adaptation import learn, read_complaint
+from service.llm.answer_verdicts import (
+    forwarded_answer,
+    is_transient,
+    rejection,
+    signals_overload,
+    status_failure,
+    with_usage,
+)
 from service.llm.base import ChatReply, ChatRequest, Usage
 from service.llm.call_gate import pass_call_gate
-from service.llm.http_exchange import AnswerTooLarge, UpstreamAnswer, exchange, scrub
+from service.llm.http_exchange import (
+    AnswerTooLarge,
+    UpstreamAnswer,
+    exchange,
+    new_session,
+    scrub,
+)
 from service.llm.limiter import AdaptiveLimiter
 from service.llm.profiles import PROFILES, UpstreamProfile
 from service.llm.reply_reading import (
     CompletionRead,
     UnusableBody,
+    chat_reply,
     read_completion,
-    text_or_none,
     usage_of,
 )
 from service.llm.request_shape import Adaptations, chat_payload
@@ -48,7 +59,6 @@ from service.llm.shared_capacity import SharedCapacity
 
 logger = logging.getLogger(__name__)
 
-_EXCERPT_CHARS = 200
 _NOT_A_COMPLETION = "upstream answered with a body that is not a chat completion"
 # Each adaptation removes or weakens one thing we sent, so a handful covers them all.
 _MAX_ADAPTATIONS_PER_CALL = 8
@@ -149,23 +159,8 @@ class OpenAICompatibleBackend:
         (read, headers), attempts = await self._post_with_retries(
             f"{self.base_url}/chat/completions", payload(), _completion, usage, adapt=adapt
         )
-        total = sum(usage, Usage())
-        if read.refusal is not None:
-            refused = ModelRefused(
-                f"the model refused: {' '.join(read.refusal.split())[:_EXCERPT_CHARS]}",
-                attempts=attempts,
-            )
-            refused.prompt_tokens = total.prompt_tokens
-            refused.completion_tokens = total.completion_tokens
-            raise refused
-        return ChatReply(
-            content=read.content,
-            model=read.model or self.model,
-            finish_reason=read.finish_reason,
-            usage=total,
-            request_id=headers.get("x-request-id") or read.completion_id,
-            attempts=attempts,
-        )
+        request_id = headers.get("x-request-id") or read.completion_id
+        return chat_reply(read, self.model, request_id, sum(usage, Usage()), attempts)
 
     async def forward(
         self, path: str, body: Mapping[str, Any]
@@ -178,7 +173,7 @@ class OpenAICompatibleBackend:
         (status, data, request_id), _ = await self._post_with_retries(
             self.base_url + _strip_version_prefix(path),
             orjson.dumps(body),
-            _forwarded_answer,
+            forwarded_answer,
             [],
             reject_client_errors=False,
         )
@@ -214,15 +209,10 @@ class OpenAICompatibleBackend:
         """
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
-            if self._api_key:
-                headers["Authorization"] = f"Bearer {self._api_key}"
-            self._client = aiohttp.ClientSession(
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
-                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0),
-                # HTTP(S)_PROXY and NO_PROXY apply, as they do for most HTTP clients.
-                trust_env=True,
+            self._client = new_session(
+                self._api_key,
+                connect_timeout=self.connect_timeout,
+                max_connections=self.max_connections,
             )
             self._client_loop = loop
         return self._client
@@ -257,7 +247,7 @@ class OpenAICompatibleBackend:
                     attempts=calls,
                 )
             except AnswerTooLarge as exc:
-                raise _with_usage(
+                raise with_usage(
                     UpstreamResponseTooLarge(str(exc), attempts=calls), usage
                 ) from None
             except aiohttp.ClientError as exc:
@@ -282,12 +272,12 @@ class OpenAICompatibleBackend:
                         payload = adapted
                         continue
                 if response.is_redirect:
-                    raise _with_usage(self._rejection(response, calls, "redirected"), usage)
-                if self._is_transient(response):
+                    raise with_usage(rejection(response, calls, self._api_key), usage)
+                if is_transient(response, self.profile):
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    failure = self._status_failure(response, calls, retry_after)
+                    failure = status_failure(response, calls, retry_after, self._api_key)
                 elif not response.is_success and (reject_client_errors or not 400 <= status < 500):
-                    raise _with_usage(self._rejection(response, calls, "rejected"), usage)
+                    raise with_usage(rejection(response, calls, self._api_key), usage)
                 else:
                     try:
                         return read(response), calls
@@ -296,7 +286,7 @@ class OpenAICompatibleBackend:
                             _NOT_A_COMPLETION, attempts=calls, upstream_status=status
                         )
             if attempt >= max_attempts:
-                raise _with_usage(failure, usage)
+                raise with_usage(failure, usage)
             wait = self.retry.delay(attempt, retry_after)
             # Retries are routine under load; the final error is what callers report. The
             # failure's message may quote the request's text, so INFO gets its kind only.
@@ -311,18 +301,6 @@ class OpenAICompatibleBackend:
             )
             logger.debug("upstream attempt %d failed: %s", attempt, failure.message)
             await asyncio.sleep(wait)
-
-    def _is_transient(self, response: UpstreamAnswer) -> bool:
-        status = response.status_code
-        if status not in self.profile.transient_statuses:
-            return False
-        # A 5xx that says the request itself is invalid (llama-cpp-python's 500 on a
-        # response_format it does not take) will fail again however often it is sent.
-        return (
-            status == 429
-            or status < 500
-            or not read_complaint(response.content).says_request_invalid
-        )
 
     async def _send(
         self, session: aiohttp.ClientSession, url: str, payload: bytes
@@ -350,77 +328,13 @@ class OpenAICompatibleBackend:
             if self.limiter is not None:
                 if response.is_success:
                     self.limiter.record_answer(response.elapsed)
-                elif _signals_overload(response):
+                elif signals_overload(response):
                     self.limiter.record_overload()
             return response
-
-    def _status_failure(
-        self, response: UpstreamAnswer, calls: int, retry_after: float | None
-    ) -> LLMError:
-        status = response.status_code
-        message = (
-            f"upstream answered HTTP {status} after {calls} call(s): {self._excerpt(response)}"
-        )
-        kind = UpstreamRateLimited if status == 429 else UpstreamFailed
-        return kind(message, attempts=calls, upstream_status=status, retry_after=retry_after)
-
-    def _rejection(self, response: UpstreamAnswer, calls: int, how: str) -> LLMError:
-        status = response.status_code
-        if response.is_redirect:
-            # Never followed: the line's text must not go to a host nobody configured.
-            message = (
-                f"upstream redirected the request with HTTP {status}; redirects are not followed"
-            )
-        else:
-            message = f"upstream {how} the request with HTTP {status}: {self._excerpt(response)}"
-        invalid = status >= 500 and read_complaint(response.content).says_request_invalid
-        kind = UpstreamFailed if status >= 500 and not invalid else UpstreamRejected
-        return kind(message, attempts=calls, upstream_status=status)
-
-    def _excerpt(self, response: UpstreamAnswer) -> str:
-        """The upstream's own error message, short and on one line."""
-        text = response.text
-        data = response.json
-        if isinstance(data, list) and data and isinstance(data[0], dict):
-            data = data[0]
-        if isinstance(data, dict):
-            error = data.get("error")
-            if isinstance(error, dict) and isinstance(error.get("message"), str):
-                text = error["message"]
-            elif isinstance(error, str):
-                text = error
-        text = " ".join(scrub(text, self._api_key).split())
-        if len(text) > _EXCERPT_CHARS:
-            text = text[: _EXCERPT_CHARS - 1] + "…"
-        return text or "(empty body)"
-
-
-def _with_usage(error: LLMError, usage: list[Usage]) -> LLMError:
-    total = sum(usage, Usage())
-    error.prompt_tokens = total.prompt_tokens
-    error.completion_tokens = total.completion_tokens
-    return error
-
-
-def _signals_overload(response: UpstreamAnswer) -> bool:
-    # A bare 503 is as often a crash as a full server; with Retry-After it asks us to back off.
-    status = response.status_code
-    return status in (429, 529) or (status == 503 and "retry-after" in response.headers)
 
 
 def _completion(response: UpstreamAnswer) -> tuple[CompletionRead, Mapping[str, str]]:
     return read_completion(response.json), response.headers
-
-
-def _forwarded_answer(response: UpstreamAnswer) -> tuple[int, dict[str, Any], str | None]:
-    data = response.json
-    if not isinstance(data, dict):
-        if response.is_success:
-            raise UnusableBody
-        message = response.text if data is None else str(data)
-        data = {"error": {"message": message[:_EXCERPT_CHARS], "type": "upstream_error"}}
-    request_id = response.headers.get("x-request-id") or text_or_none(data.get("id"))
-    return response.status_code, data, request_id
 
 
 def _strip_version_prefix(path: str) -> str:

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.llm.base import Usage
+from service.errors import ModelRefused
+from service.llm.base import ChatReply, Usage
 
+_REFUSAL_CHARS = 200
 _REASONING_PART_TYPES = frozenset({"reasoning", "thinking", "redacted_thinking"})
 
 
@@ -54,6 +56,28 @@ def read_completion(data: Any) -> CompletionRead:
         refusal=refusal if isinstance(refusal, str) and refusal.strip() else None,
         model=text_or_none(data.get("model")),
         completion_id=text_or_none(data.get("id")),
+    )
+
+
+def chat_reply(
+    read: CompletionRead, model: str, request_id: str | None, usage: Usage, calls: int
+) -> ChatReply:
+    """The reply ``read`` makes; ``ModelRefused``, carrying ``usage``, if the model refused."""
+    if read.refusal is not None:
+        refused = ModelRefused(
+            f"the model refused: {' '.join(read.refusal.split())[:_REFUSAL_CHARS]}",
+            attempts=calls,
+        )
+        refused.prompt_tokens = usage.prompt_tokens
+        refused.completion_tokens = usage.completion_tokens
+        raise refused
+    return ChatReply(
+        content=read.content,
+        model=read.model or model,
+        finish_reason=read.finish_reason,
+        usage=usage,
+        request_id=request_id,
+        attempts=calls,
     )
 
 
