@@ -347,3 +347,50 @@ def test_a_schema_keyword_named_bare_is_left_out_too(upstream: UnrulyUpstream) -
     labels = sent(upstream)[1]["response_format"]["json_schema"]["schema"]["properties"]["labels"]
     assert reply.attempts == 2
     assert "maxItems" not in labels and labels["minItems"] == 1
+
+
+def test_vllm_extra_forbidden_names_the_field_inside_its_message(
+    upstream: UnrulyUpstream,
+) -> None:
+    message = (
+        "[{'type': 'extra_forbidden', 'loc': ('body', 'seed'), "
+        "'msg': 'Extra inputs are not permitted', 'input': 11}]"
+    )
+    vllm = {"object": "error", "message": message, "type": "BadRequestError", "param": None}
+    upstream.script(Scripted(status=400, body={**vllm, "code": 400}))
+
+    (reply,) = complete_all(backend(upstream, "vllm"))
+
+    assert reply.attempts == 2
+    assert "seed" not in sent(upstream)[1]
+    assert sent(upstream)[1]["max_tokens"] == 300
+
+
+def test_llama_cpp_server_500_on_an_unsupported_param_is_learned_not_retried(
+    upstream: UnrulyUpstream,
+) -> None:
+    llama = {"error": {"code": 500, "message": "Unsupported param: top_p", "type": "server_error"}}
+    old_format = {
+        "error": {
+            "code": 500,
+            "message": 'response_format type must be one of "text" or "json_object", '
+            "but got: json_schema",
+            "type": "server_error",
+        }
+    }
+    upstream.script(Scripted(status=500, body=old_format), Scripted(status=500, body=llama))
+    request = ChatRequest(messages=REQUEST.messages, response_schema=SCHEMA, top_p=0.9)
+    client = backend(upstream, "llamacpp")
+
+    async def go() -> ChatReply:
+        try:
+            return await client.complete(request)
+        finally:
+            await client.aclose()
+
+    reply = asyncio.run(go())
+
+    assert reply.attempts == 3
+    assert sent(upstream)[1]["response_format"] == {"type": "json_object", "schema": SCHEMA}
+    assert sent(upstream)[1]["top_p"] == 0.9
+    assert "top_p" not in sent(upstream)[2]

@@ -31,7 +31,8 @@ _INVALID_REQUEST = re.compile(
     r"unsupported|not supported|does not support|unrecognized|unknown name|unknown field|"
     r"extra inputs are not permitted|extra_forbidden|not permitted|not allowed|"
     r"input should be|invalid_request_error|invalid request|invalid json payload|"
-    r"invalid schema|invalid_argument|literal_error|validation error|bad ?request",
+    r"invalid schema|invalid_argument|literal_error|validation error|bad ?request|"
+    r"must be one of|is not one of|not a valid|invalid value|invalid type",
     re.IGNORECASE,
 )
 _QUOTED = re.compile(r"""['"`]([A-Za-z_][A-Za-z0-9_.]*)['"`]""")
