@@ -13,6 +13,7 @@ from service.errors import UpstreamFailed, UpstreamRejected
 from service.llm.base import ChatReply, ChatRequest
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.llm.profiles import PROFILES
+from service.llm.request_shape import Adaptations
 from service.llm.retry import RetryPolicy
 from tests.unruly_upstream import Scripted, UnrulyUpstream, completion
 
@@ -394,3 +395,19 @@ def test_llama_cpp_server_500_on_an_unsupported_param_is_learned_not_retried(
     assert sent(upstream)[1]["response_format"] == {"type": "json_object", "schema": SCHEMA}
     assert sent(upstream)[1]["top_p"] == 0.9
     assert "top_p" not in sent(upstream)[2]
+
+
+def test_a_context_overflow_naming_the_budget_is_not_learned(upstream: UnrulyUpstream) -> None:
+    message = (
+        "'max_tokens' is too large: 300. This model's maximum context length is 2048 tokens "
+        "and your request has 1900 input tokens (300 > 2048 - 1900)."
+    )
+    upstream.script(Scripted(status=400, body={"object": "error", "message": message}))
+    client = backend(upstream, "vllm")
+
+    with pytest.raises(UpstreamRejected) as caught:
+        complete_all(client)
+
+    assert "maximum context length" in caught.value.message
+    assert len(upstream.calls) == 1
+    assert client.adaptations == Adaptations()

@@ -42,6 +42,7 @@ _STATED_LIMIT = re.compile(
     r"(?:at most|maximum(?: value)?(?: is| of)?|less than or equal to|<=|up to)\s*`?(\d{2,7})",
     re.IGNORECASE,
 )
+_CONTEXT_OVERFLOW = re.compile(r"context length|context window|context size", re.IGNORECASE)
 _STATUSES_THAT_NAME_PARAMETERS = frozenset({400, 404, 415, 422, 500})
 # Fields a call cannot do without, and schema keywords no schema means anything without:
 # never dropped, even when a message quotes them as context.
@@ -115,6 +116,9 @@ def learn(
 ) -> str | None:
     """Adapt to what the answer says was refused; return what changed, or ``None``."""
     if status not in _STATUSES_THAT_NAME_PARAMETERS or not complaint.says_request_invalid:
+        return None
+    if _CONTEXT_OVERFLOW.search(complaint.text) or "context_length_exceeded" in complaint.codes:
+        # About this request's size, not what the server takes: nothing to remember.
         return None
     sent = [name for name in payload if name not in _ESSENTIAL]
     named = _named_fields(complaint, sent)
