@@ -20,7 +20,7 @@ ECHOES = {
     "echo-401-plain": Scripted(status=401, body=f"Unauthorized: {KEY}"),
     "echo-422-list": Scripted(status=422, body=[{"detail": f"key {KEY} is bad"}]),
     "echo-500": Scripted(status=500, body={"error": {"message": f"proxy broke with {KEY}"}}),
-    "echo-200": Scripted(body=completion(f"the key is {KEY}")),
+    "echo-200": Scripted(body=completion(f"the key is {KEY}"), headers={"x-request-id": KEY}),
     "echo-redirect": Scripted(status=307, headers={"Location": f"http://127.0.0.1:9/{KEY}"}),
 }
 ENDPOINTS: dict[str, Callable[[str], dict[str, Any]]] = {

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 
 SCRUBBED = "***"
 _READ_PIECE_BYTES = 64 * 1024
@@ -98,6 +99,13 @@ async def exchange(
             status, headers = raw.status, raw.headers
     if secret:
         content = content.replace(secret.encode(), SCRUBBED.encode())
+        if any(secret in value for value in headers.values()):
+            # A request id header is handed on too; an echoed key must not ride along.
+            headers = CIMultiDictProxy(
+                CIMultiDict(
+                    (name, value.replace(secret, SCRUBBED)) for name, value in headers.items()
+                )
+            )
     return UpstreamAnswer(status, headers, content, elapsed=loop.time() - started)
 
 
