@@ -120,3 +120,16 @@ def test_ordinary_spread_of_latency_does_not_lower_the_limit() -> None:
     for index in range(200):
         limiter.record_answer(0.05 if index % 2 else 0.6)
     assert limiter.limit == 16
+
+
+def test_a_long_answer_is_judged_by_its_pace_not_its_length() -> None:
+    limiter = AdaptiveLimiter(16, 1, window_seconds=0.0)
+    for _ in range(20):
+        limiter.record_answer(0.5, work=10)  # a short classify answer
+    for _ in range(20):
+        limiter.record_answer(10.0, work=200)  # a long summary at the same pace
+    assert limiter.limit == 16
+
+    for _ in range(10):
+        limiter.record_answer(10.0, work=10)  # the short answer, now queued
+    assert limiter.limit < 16

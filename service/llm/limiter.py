@@ -30,10 +30,9 @@ from collections.abc import AsyncIterator, Callable
 
 logger = logging.getLogger(__name__)
 
-# Answers seen before latency is judged, and how fast the usual latency follows.
+# Answers seen before latency is judged, and how much the fastest pace drifts up per answer.
 _LATENCY_WARMUP = 8
-_USUAL_WEIGHT = 0.1
-_SLOW_WEIGHT = 0.02
+_PACE_DRIFT = 0.002
 
 
 class AdaptiveLimiter:
@@ -52,7 +51,7 @@ class AdaptiveLimiter:
         window_seconds: float = 1.0,
         overload_tolerance: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
-        latency_rise: float = 3.0,
+        latency_rise: float = 4.0,
         latency_rise_seconds: float = 1.0,
     ) -> None:
         if min_limit < 1 or max_limit < min_limit:
@@ -69,11 +68,11 @@ class AdaptiveLimiter:
         # The answers that tell overload from success: True for an overload.
         self._outcomes: deque[bool] = deque(maxlen=max_limit)
         self._clock = clock
-        # An answer is "slow" when it takes latency_rise times the usual latency and at
-        # least latency_rise_seconds more: tasks differ in length, loopback jitters.
+        # An answer is "slow" when its pace is latency_rise times the fastest lately and
+        # it took at least latency_rise_seconds: loopback jitter is no overload.
         self.latency_rise = latency_rise
         self.latency_rise_seconds = latency_rise_seconds
-        self._usual_latency: float | None = None
+        self._fastest_pace: float | None = None
         self._latency_samples = 0
         self._limit = max_limit
         self._in_flight = 0
@@ -130,20 +129,24 @@ class AdaptiveLimiter:
                 self._limit,
             )
 
-    def record_answer(self, seconds: float) -> None:
-        """A call answered after ``seconds``: a success, or overload if far slower than usual."""
-        usual = self._usual_latency
+    def record_answer(self, seconds: float, work: float = 1.0) -> None:
+        """A call answered after ``seconds`` for ``work`` units: success, or overload if slow.
+
+        The pace (seconds per unit of work, e.g. output token) is compared with the
+        fastest pace seen lately. A server that queues work slows every call's pace;
+        a long answer alone does not. The fastest pace drifts up a little with each
+        answer, so a change of workload or server is followed within some hundreds.
+        """
+        pace = seconds / max(work, 1.0)
+        fastest = self._fastest_pace
         self._latency_samples += 1
         slow = (
-            usual is not None
+            fastest is not None
             and self._latency_samples > _LATENCY_WARMUP
-            and seconds > usual * self.latency_rise
-            and seconds - usual > self.latency_rise_seconds
+            and pace > fastest * self.latency_rise
+            and seconds >= self.latency_rise_seconds
         )
-        # A slow answer still moves the usual latency, slowly: the work itself may have
-        # grown longer, and the limit must not stay down for ever.
-        weight = _SLOW_WEIGHT if slow else _USUAL_WEIGHT
-        self._usual_latency = seconds if usual is None else usual + weight * (seconds - usual)
+        self._fastest_pace = pace if fastest is None else min(pace, fastest * (1 + _PACE_DRIFT))
         if slow:
             self.record_overload()
         else:

@@ -327,7 +327,7 @@ class OpenAICompatibleBackend:
                 raise
             if self.limiter is not None:
                 if response.is_success:
-                    self.limiter.record_answer(response.elapsed)
+                    self.limiter.record_answer(response.elapsed, _work_of(response))
                 elif signals_overload(response):
                     self.limiter.record_overload()
             return response
@@ -335,6 +335,12 @@ class OpenAICompatibleBackend:
 
 def _completion(response: UpstreamAnswer) -> tuple[CompletionRead, Mapping[str, str]]:
     return read_completion(response.json), response.headers
+
+
+def _work_of(response: UpstreamAnswer) -> float:
+    # Decoding an output token costs about what reading ten prompt tokens does.
+    usage = usage_of(response.json)
+    return usage.completion_tokens + usage.prompt_tokens / 10
 
 
 def _strip_version_prefix(path: str) -> str:
