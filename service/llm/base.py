@@ -33,8 +33,12 @@ class Usage:
 class ChatRequest:
     """One chat completion to run.
 
-    ``response_schema`` is sent as ``response_format`` of type ``json_schema`` so
-    servers with structured outputs can enforce it. ``task`` and ``task_input``
+    ``response_schema`` is sent as ``response_format`` in the form the upstream's
+    profile takes (``json_schema``, ``json_object`` with ``schema``, or not at all), so
+    servers with structured outputs can enforce it. ``max_tokens`` is the output budget
+    the task chose; the backend clamps it to its ``output_token_cap`` and sends it in
+    the field the upstream takes. ``temperature``, ``top_p`` and ``seed`` are left out
+    where the upstream does not take them. ``task`` and ``task_input``
     name the task and carry its validated body as plain data; only the offline
     engine reads them, an HTTP backend ignores them.
     """
