@@ -140,8 +140,10 @@ def test_llama_cpp_python_500_on_json_schema_switches_to_json_object(
         )
     )
 
-    (reply,) = complete_all(backend(upstream, "llamacpp"))
+    client = backend(upstream, "llamacpp")
+    (reply,) = complete_all(client)
 
+    assert client.adaptations.as_dict() == {"response_format": "json_object_schema"}
     assert reply.attempts == 2, "the 500 was not retried as a fault, it was learned from"
     assert sent(upstream)[1]["response_format"] == {"type": "json_object", "schema": SCHEMA}
 
@@ -297,12 +299,14 @@ def test_a_refused_budget_field_is_switched_then_dropped(upstream: UnrulyUpstrea
         )
 
     upstream.script(refuse("max_tokens"), refuse("max_completion_tokens"))
+    client = backend(upstream)
 
-    (reply,) = complete_all(backend(upstream))
+    (reply,) = complete_all(client)
 
     assert reply.attempts == 3
     last = sent(upstream)[2]
     assert "max_tokens" not in last and "max_completion_tokens" not in last
+    assert client.adaptations.as_dict() == {"no_token_field": True}
     assert upstream.calls[-1]["body"]["messages"] == REQUEST.messages
     assert completion()["choices"][0]["message"]["content"] == reply.content
 

@@ -34,6 +34,18 @@ class Adaptations:
     # An output budget the server said it allows at most.
     output_token_cap: int | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """What was learned, as plain data for logs and reports (empty when nothing was)."""
+        learned: dict[str, Any] = {
+            "token_field": None if self.no_token_field else self.token_field,
+            "no_token_field": self.no_token_field or None,
+            "dropped_fields": sorted(self.dropped_fields) or None,
+            "response_format": self.response_format.value if self.response_format else None,
+            "dropped_schema_keywords": sorted(self.dropped_schema_keywords) or None,
+            "output_token_cap": self.output_token_cap,
+        }
+        return {name: value for name, value in learned.items() if value is not None}
+
 
 def chat_payload(
     request: ChatRequest,
