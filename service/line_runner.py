@@ -6,6 +6,7 @@ the chunk, so one line never fails its neighbours.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -130,7 +131,18 @@ async def run_line(
     except GateClosed:
         raise  # the caller's own signal: it decides what the line's result is
     except LLMError as exc:
-        return error_line(batch_id, index, custom_id, exc.code, exc.message, exc.attempts)
+        failed = error_line(batch_id, index, custom_id, exc.code, exc.message, exc.attempts)
+        if not (exc.prompt_tokens or exc.completion_tokens) or not isinstance(body, dict):
+            return failed
+        # The upstream billed calls that ended in this failure (a refusal, answers that
+        # could not be used): they count in the batch's usage like a success's.
+        is_task = get_task(str(body.get("model"))) is not None
+        return dataclasses.replace(
+            failed,
+            input_tokens=exc.prompt_tokens,
+            output_tokens=exc.completion_tokens,
+            priced_model=context.task_priced_model if is_task else str(body.get("model", "")),
+        )
     except InvalidRequest as exc:
         return error_line(batch_id, index, custom_id, "invalid_request", exc.message)
     except (ValidationError, KeyError, ValueError) as exc:

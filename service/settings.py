@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.llm.profiles import profile_named
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "textbatch"
@@ -24,6 +26,11 @@ class UpstreamConfig(BaseModel):
     # A built-in profile name (``openai``, ``vllm``, ``ollama``…); unset: inferred from
     # the base URL and model name.
     profile: str | None = None
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        return _known_profile_name(value)
 
 
 class Settings(BaseSettings):
@@ -122,6 +129,11 @@ class Settings(BaseSettings):
             return None
         return value.strip().rstrip("/")
 
+    @field_validator("llm_profile")
+    @classmethod
+    def _known_llm_profile(cls, value: str | None) -> str | None:
+        return _known_profile_name(value)
+
     @field_validator("redis_url")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
@@ -132,6 +144,13 @@ class Settings(BaseSettings):
         if self.api_keys is None:
             return []
         return [key.strip() for key in self.api_keys.get_secret_value().split(",") if key.strip()]
+
+
+def _known_profile_name(value: str | None) -> str | None:
+    # Checked here, not at the first call: a worker builds its backend with its first chunk.
+    if value is None or not value.strip():
+        return None
+    return profile_named(value).name
 
 
 def load_settings(**overrides: object) -> Settings:

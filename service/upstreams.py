@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import InvalidRequest
+from service.llm.base import ChatBackend
 from service.llm.factory import CapacityShare, build_openai_backend
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.settings import Settings
@@ -37,9 +38,20 @@ class UpstreamRoute:
 
 
 class UpstreamRouter:
-    """Holds one HTTP backend per upstream and picks the one a model names."""
+    """Holds one HTTP backend per upstream and picks the one a model names.
 
-    def __init__(self, settings: Settings, share: CapacityShare | None = None) -> None:
+    Given the task backend (``task_backend``, from ``build_backend``), the default
+    upstream's pass-through lines use that very object: task and pass-through calls to
+    one upstream share one limiter, one pool and what was learned about the server.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        share: CapacityShare | None = None,
+        *,
+        task_backend: ChatBackend | None = None,
+    ) -> None:
         if DEFAULT_PROVIDER in settings.upstreams:
             # Letting a configured upstream shadow the reserved name would silently
             # change where every ``default/...`` model goes.
@@ -48,13 +60,18 @@ class UpstreamRouter:
                 "that name is reserved for TEXTBATCH_LLM_BASE_URL"
             )
         self._default: OpenAICompatibleBackend | None = None
-        if settings.llm_base_url is not None:
+        # Closed by whoever built it; the router closes only the backends it built.
+        self._owns_default = not isinstance(task_backend, OpenAICompatibleBackend)
+        if isinstance(task_backend, OpenAICompatibleBackend):
+            self._default = task_backend
+        elif settings.llm_base_url is not None:
             self._default = build_openai_backend(
                 settings.llm_base_url,
                 settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
                 settings,
                 upstream=DEFAULT_PROVIDER,
                 share=share,
+                profile=settings.llm_profile,
             )
         self._named: dict[str, OpenAICompatibleBackend] = {
             name: build_openai_backend(
@@ -63,6 +80,7 @@ class UpstreamRouter:
                 settings,
                 upstream=name,
                 share=share,
+                profile=upstream.profile,
             )
             for name, upstream in settings.upstreams.items()
         }
@@ -103,7 +121,7 @@ class UpstreamRouter:
     async def aclose(self) -> None:
         """Release every upstream's connections."""
         backends = list(self._named.values())
-        if self._default is not None:
+        if self._default is not None and self._owns_default:
             backends.append(self._default)
         for backend in backends:
             await backend.aclose()

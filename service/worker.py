@@ -87,9 +87,11 @@ class ChunkRunner:
         if self._results is None or self._context is None or self._semaphore is None:
             self._results = ResultStore(connect_async(self.redis_url))
             share = CapacityShare(self.redis_url, Priority.BATCH)
+            backend = build_backend(self.settings, share)
             self._context = LineContext(
-                backend=build_backend(self.settings, share),
-                upstreams=UpstreamRouter(self.settings, share),
+                backend=backend,
+                # One backend per upstream: task and pass-through lines share its limit.
+                upstreams=UpstreamRouter(self.settings, share, task_backend=backend),
                 task_priced_model=priced_model(self.settings),
             )
             self._semaphore = asyncio.Semaphore(LINES_PER_CALL_SLOT * self.settings.llm_concurrency)

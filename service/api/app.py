@@ -120,7 +120,8 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         # The API serves realtime calls only: they go ahead of batch lines upstream.
         share = CapacityShare(redis_url, Priority.REALTIME)
         backend = build_backend(settings, share)
-        upstreams = UpstreamRouter(settings, share)
+        # One backend per upstream: task and pass-through calls share its limit.
+        upstreams = UpstreamRouter(settings, share, task_backend=backend)
         store = BatchStore(redis)
         file_store = FileStore(redis, settings.data_dir / "files")
         templates = TemplateCache(

@@ -33,8 +33,12 @@ class Usage:
 class ChatRequest:
     """One chat completion to run.
 
-    ``response_schema`` is sent as ``response_format`` of type ``json_schema`` so
-    servers with structured outputs can enforce it. ``task`` and ``task_input``
+    ``response_schema`` is sent as ``response_format`` in the form the upstream's
+    profile takes (``json_schema``, ``json_object`` with ``schema``, or not at all), so
+    servers with structured outputs can enforce it. ``max_tokens`` is the output budget
+    the task chose; the backend clamps it to its ``output_token_cap`` and sends it in
+    the field the upstream takes. ``temperature``, ``top_p`` and ``seed`` are left out
+    where the upstream does not take them. ``task`` and ``task_input``
     name the task and carry its validated body as plain data; only the offline
     engine reads them, an HTTP backend ignores them.
     """
@@ -52,7 +56,13 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class ChatReply:
-    """What the backend answered: the assistant message content and its accounting."""
+    """What the backend answered: the assistant message content and its accounting.
+
+    ``content`` is the answer's text only (parts joined, never reasoning); it is empty
+    when the model gave none, e.g. with ``finish_reason`` ``"length"`` when reasoning
+    used the budget. ``usage`` totals every billed call, retries and re-sends included;
+    ``attempts`` counts the calls made.
+    """
 
     content: str
     model: str
@@ -68,6 +78,11 @@ class ChatBackend(Protocol):
     @property
     def name(self) -> str:
         """A short label for ``/readyz`` and logs (``openai-compatible`` or ``offline``)."""
+        ...
+
+    @property
+    def output_token_cap(self) -> int:
+        """The largest output budget a call is sent with; a larger ``max_tokens`` is clamped."""
         ...
 
     async def complete(self, request: ChatRequest) -> ChatReply:

@@ -10,6 +10,7 @@ from service.llm.base import ChatBackend
 from service.llm.limiter import AdaptiveLimiter
 from service.llm.offline import OFFLINE_MODEL, OfflineEngine
 from service.llm.openai_compat import OpenAICompatibleBackend
+from service.llm.profiles import choose_profile
 from service.llm.retry import RetryPolicy
 from service.llm.shared_capacity import Priority, SharedCapacity
 from service.settings import Settings
@@ -35,6 +36,7 @@ def build_backend(settings: Settings, share: CapacityShare | None = None) -> Cha
         settings,
         upstream=DEFAULT_UPSTREAM,
         share=share,
+        profile=settings.llm_profile,
     )
 
 
@@ -45,11 +47,16 @@ def build_openai_backend(
     *,
     upstream: str = DEFAULT_UPSTREAM,
     share: CapacityShare | None = None,
+    profile: str | None = None,
 ) -> OpenAICompatibleBackend:
     """An HTTP client for one upstream, with the settings' model, timeout, retries and pool.
 
-    Each backend gets its own limiter of ``llm_concurrency`` calls in flight, adaptive
-    unless turned off: one upstream's overload must not slow the calls to another.
+    ``profile`` names the upstream's built-in profile; unset, it is inferred from the
+    base URL and the model (``service.llm.profiles.infer_profile``); an unknown name
+    is a ``ValueError`` at start-up. Each backend gets its own limiter of
+    ``llm_concurrency`` calls in flight, adaptive unless turned off: one upstream's
+    overload must not slow the calls to another (and the router reuses the task
+    backend for the default upstream, so one upstream has one limit).
     With a ``share``, its calls also take a slot of the upstream's capacity shared by
     every process, realtime calls first.
     """
@@ -75,6 +82,10 @@ def build_openai_backend(
         api_key=api_key,
         model=settings.llm_model,
         timeout=settings.llm_timeout,
+        connect_timeout=settings.llm_connect_timeout,
+        profile=choose_profile(profile, base_url, settings.llm_model),
+        max_output_tokens=settings.llm_max_output_tokens,
+        max_response_bytes=settings.llm_max_response_bytes,
         retry=RetryPolicy(
             max_attempts=settings.llm_max_attempts,
             backoff_base=settings.llm_backoff_base,

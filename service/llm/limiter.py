@@ -1,5 +1,8 @@
 """An AIMD limit on concurrent upstream calls: halve it on overload, grow it back as calls succeed.
 
+Overload is a 429, a 503 with Retry-After, a timeout, or an answer much slower than
+the usual ones (a server that queues work shows it so before it times out).
+
 A fixed concurrency either wastes a fast upstream or hammers a struggling one.
 ``AdaptiveLimiter`` starts at its maximum, halves its limit when the upstream
 signals overload (a 429, or a 503 with Retry-After) and adds one for every
@@ -27,6 +30,10 @@ from collections.abc import AsyncIterator, Callable
 
 logger = logging.getLogger(__name__)
 
+# Answers seen before latency is judged, and how much the fastest pace drifts up per answer.
+_LATENCY_WARMUP = 8
+_PACE_DRIFT = 0.002
+
 
 class AdaptiveLimiter:
     """Bounds calls in flight by a limit that adapts between ``min_limit`` and ``max_limit``.
@@ -44,6 +51,8 @@ class AdaptiveLimiter:
         window_seconds: float = 1.0,
         overload_tolerance: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        latency_rise: float = 4.0,
+        latency_rise_seconds: float = 1.0,
     ) -> None:
         if min_limit < 1 or max_limit < min_limit:
             raise ValueError("limits must satisfy 1 <= min_limit <= max_limit")
@@ -59,6 +68,12 @@ class AdaptiveLimiter:
         # The answers that tell overload from success: True for an overload.
         self._outcomes: deque[bool] = deque(maxlen=max_limit)
         self._clock = clock
+        # An answer is "slow" when its pace is latency_rise times the fastest lately and
+        # it took at least latency_rise_seconds: loopback jitter is no overload.
+        self.latency_rise = latency_rise
+        self.latency_rise_seconds = latency_rise_seconds
+        self._fastest_pace: float | None = None
+        self._latency_samples = 0
         self._limit = max_limit
         self._in_flight = 0
         self._finished = 0
@@ -113,6 +128,29 @@ class AdaptiveLimiter:
                 old,
                 self._limit,
             )
+
+    def record_answer(self, seconds: float, work: float = 1.0) -> None:
+        """A call answered after ``seconds`` for ``work`` units: success, or overload if slow.
+
+        The pace (seconds per unit of work, e.g. output token) is compared with the
+        fastest pace seen lately. A server that queues work slows every call's pace;
+        a long answer alone does not. The fastest pace drifts up a little with each
+        answer, so a change of workload or server is followed within some hundreds.
+        """
+        pace = seconds / max(work, 1.0)
+        fastest = self._fastest_pace
+        self._latency_samples += 1
+        slow = (
+            fastest is not None
+            and self._latency_samples > _LATENCY_WARMUP
+            and pace > fastest * self.latency_rise
+            and seconds >= self.latency_rise_seconds
+        )
+        self._fastest_pace = pace if fastest is None else min(pace, fastest * (1 + _PACE_DRIFT))
+        if slow:
+            self.record_overload()
+        else:
+            self.record_success()
 
     def record_success(self) -> None:
         """A call succeeded: one more slot for every ``limit`` successes, up to ``max_limit``."""

@@ -85,12 +85,20 @@ ANSWERERS = {
 }
 
 
+OFFLINE_OUTPUT_TOKEN_CAP = 1_000_000
+
+
 class OfflineEngine:
     """A ``ChatBackend`` that needs no network: deterministic answers from text heuristics."""
 
     @property
     def name(self) -> str:
         return OFFLINE_MODEL
+
+    @property
+    def output_token_cap(self) -> int:
+        # The engine writes what the heuristics give; no budget ever cuts it.
+        return OFFLINE_OUTPUT_TOKEN_CAP
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         answerer = ANSWERERS.get(request.task or "")
