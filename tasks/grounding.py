@@ -2,7 +2,7 @@
 
 Mentions are aligned in the order the model gave them, with a cursor, the way
 langextract aligns them: a model lists mentions in text order, so the next one is
-looked for from where the last one started. Each mention is looked up with ever
+looked for from where the last one ended, then from the start. Each mention is looked up with ever
 looser matchers, exact, then normalized (case, whitespace, quotes, dashes, Unicode
 form, abbreviation dots), then fuzzy, and among the occurrences found one is chosen
 by, in this order:
@@ -190,9 +190,10 @@ def _first_free(
     return None
 
 
-def _at_cursor(spans: list[tuple[int, int]], cursor: int) -> tuple[int, int]:
+def _last_before(spans: list[tuple[int, int]], cursor: int) -> tuple[int, int]:
+    """The last span starting before the cursor, else the first: where a repeat belongs."""
     middle = bisect_left(spans, (cursor, -1))
-    return spans[middle] if middle < len(spans) else spans[0]
+    return spans[middle - 1] if middle > 0 else spans[0]
 
 
 RANK_ALIGNMENT: dict[int, Alignment] = {rank: name for name, rank in ALIGNMENT_RANK.items()}
@@ -222,12 +223,14 @@ class _Aligner:
         tiers = self._exact.get(span)
         if tiers is None:
             tiers = self._exact[span] = self._exact_tiers(span)
-        if not self._has_free_whole_word(tiers):
-            # The looser matchers are tried only when the exact one has no free whole word.
-            loose = self._loose.get(span)
-            if loose is None:
-                loose = self._loose[span] = self._loose_tiers(span, tiers)
-            tiers = _merged(tiers, loose)
+        free = _first_free(tiers.spans.get((True, 0), []), cursor, self.given)
+        if free is not None:
+            return (*free, "exact")
+        # The looser matchers are tried only when the exact one has no free whole word.
+        loose = self._loose.get(span)
+        if loose is None:
+            loose = self._loose[span] = self._loose_tiers(span, tiers)
+        tiers = _merged(tiers, loose)
         if not tiers:
             return None
         whole = tiers.has_whole_word()
@@ -238,11 +241,7 @@ class _Aligner:
                 return (*free, RANK_ALIGNMENT[key[1]])
         # Every occurrence is given already: the model listed the span more often.
         key = keys[0]
-        return (*_at_cursor(tiers.spans[key], cursor), RANK_ALIGNMENT[key[1]])
-
-    def _has_free_whole_word(self, tiers: _Tiers) -> bool:
-        spans = tiers.spans.get((True, 0), [])
-        return len(spans) > len(self.given) or any(where not in self.given for where in spans)
+        return (*_last_before(tiers.spans[key], cursor), RANK_ALIGNMENT[key[1]])
 
     def _exact_tiers(self, span: str) -> _Tiers:
         tiers = _Tiers()
@@ -346,7 +345,7 @@ def ground_mentions(text: str, mentions: Sequence[Mention]) -> Grounding:
             continue
         start, end, alignment = placed
         aligner.given.add((start, end))
-        cursor = start
+        cursor = end
         entities.add(GroundedEntity(start, end, mention.type, text[start:end], alignment))
     # A type on a span found by two matchers keeps the strictest way it was found.
     strictest: dict[tuple[int, int, str], GroundedEntity] = {}
