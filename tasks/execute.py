@@ -235,12 +235,20 @@ class _Calls:
         return sum(reply.attempts for reply in self.replies)
 
     def charge(self, error: LLMError) -> LLMError:
-        """``error`` carrying the tokens and attempts of the calls before it too."""
+        """``error`` carrying the tokens of every call before it too.
+
+        The tokens were billed whatever became of the line; ``attempts`` stays the
+        count of the call that failed, as the backend reported it.
+        """
         usage = self.usage
         error.prompt_tokens += usage.prompt_tokens
         error.completion_tokens += usage.completion_tokens
-        error.attempts += self.attempts
         return error
+
+    def fail(self, error: LLMError) -> LLMError:
+        """``error``, raised here about the answers, with the accounting of every call."""
+        error.attempts = self.attempts
+        return self.charge(error)
 
     async def ask(self, backend: ChatBackend, chat_request: ChatRequest) -> ChatReply:
         try:
@@ -291,7 +299,7 @@ async def run_task(
         if reply.finish_reason == "length":
             larger = _larger_budget(reply, budget, cap)
             if enlarged or larger <= budget:
-                raise calls.charge(
+                raise calls.fail(
                     OutputTruncated(
                         f"the {task.name} answer was cut off at the output budget of "
                         f"{budget} tokens (the cap is {cap}); "
@@ -303,7 +311,7 @@ async def run_task(
             chat_request = replace(chat_request, max_tokens=budget)
             continue
         if corrected:
-            raise calls.charge(
+            raise calls.fail(
                 InvalidModelOutput(
                     f"the model gave no usable {task.name} answer in two tries; "
                     f"last: {problem}; the answer began {_excerpt(reply.content)!r}",

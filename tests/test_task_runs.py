@@ -300,6 +300,6 @@ def test_a_service_fault_after_a_billed_call_keeps_its_own_code() -> None:
         run(CLASSIFY_BODY, backend)
     assert (raised.value.code, raised.value.attempts, raised.value.prompt_tokens) == (
         "upstream_timeout",
-        5,
+        4,
         10,
     )
