@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.execute import answer_candidates, parse_answer, strip_reasoning
+from tasks.answer_reading import answer_candidates, parse_answer, strip_reasoning
 
 OBJECT = '{"summary": "Short."}'
 
