@@ -130,7 +130,7 @@ class _Aligner:
         # The looser matchers are tried only when the exact one has no free whole word.
         loose = self._loose.get(span)
         if loose is None:
-            loose = self._loose[span] = self._loose_tiers(span, tiers)
+            loose = self._loose[span] = self._loose_tiers(span, tiers, cursor)
         tiers = _merged(tiers, loose)
         if not tiers:
             return None
@@ -151,7 +151,7 @@ class _Aligner:
             tiers.add(is_whole_word(self.text, start, end), 0, start, end)
         return tiers
 
-    def _loose_tiers(self, span: str, exact: _Tiers) -> _Tiers:
+    def _loose_tiers(self, span: str, exact: _Tiers, cursor: int) -> _Tiers:
         """Occurrences the normalized matcher finds that the exact one did not; else fuzzy."""
         known = {where for spans in exact.spans.values() for where in spans}
         tiers = _Tiers()
@@ -166,7 +166,7 @@ class _Aligner:
         if not tiers and not exact:
             if self._windows is None:
                 self._windows = WordWindows(self.text)
-            for start, end in self._windows.closest(span):
+            for start, end in self._windows.closest(span, cursor):
                 tiers.add(True, 2, start, end)
         for spans in tiers.spans.values():
             spans.sort()

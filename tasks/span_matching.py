@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -120,15 +121,17 @@ class WordWindows:
             (match.start(), match.end(), FoldedText.of(match.group()).folded)
             for match in _WORD.finditer(text)
         ]
+        self.word_starts = [start for start, _, _ in self.words]
         self.anchors: dict[str, list[int]] = {}
         for position, (_, _, word) in enumerate(self.words):
             self.anchors.setdefault(word[:2], []).append(position)
 
-    def closest(self, span: str) -> list[tuple[int, int]]:
+    def closest(self, span: str, cursor: int = 0) -> list[tuple[int, int]]:
         """Windows of the text's words closest to the mention's words, over the threshold.
 
         A window is anchored on a text word sharing its first two letters with a word
-        of the mention, so the cost is bounded by the anchors tried, not the text size.
+        of the mention, the anchors at or after ``cursor`` (a text offset) first, so
+        the cost is bounded by the anchors tried, not the text size.
         """
         if len(span) > FUZZY_MAX_MENTION_CHARS:
             return []
@@ -136,14 +139,20 @@ class WordWindows:
         if not mention_words or len(mention_words) > FUZZY_MAX_MENTION_WORDS:
             return []
         target = " ".join(mention_words)
-        words, anchors = self.words, self.anchors
+        words = self.words
+        from_word = bisect_left(self.word_starts, cursor)
         starts: set[int] = set()
         for offset, word in enumerate(mention_words):
-            for position in anchors.get(word[:2], [])[:FUZZY_MAX_ANCHORS]:
-                starts.add(position - offset)
+            positions = self.anchors.get(word[:2], [])
+            after = bisect_left(positions, from_word)
+            # Then from the start of the text, as the aligner's cursor wraps.
+            nearest = positions[after : after + FUZZY_MAX_ANCHORS]
+            nearest += positions[: min(after, FUZZY_MAX_ANCHORS)]
+            starts.update(position - offset for position in nearest[:FUZZY_MAX_ANCHORS])
+        ordered = sorted(starts, key=lambda first: (first < from_word, first))
         best: dict[tuple[int, int], float] = {}
         size = len(mention_words)
-        for first in sorted(starts)[:FUZZY_MAX_ANCHORS]:
+        for first in ordered[:FUZZY_MAX_ANCHORS]:
             for length in (size - 1, size, size + 1):
                 first_word, last_word = max(first, 0), first + length
                 if length < 1 or last_word > len(words) or first_word >= last_word:

@@ -109,6 +109,13 @@ def test_fuzzy_matching_is_a_last_resort_over_the_threshold() -> None:
     assert far.entities == [] and far.ungrounded == 1
 
 
+def test_fuzzy_matching_looks_from_the_cursor_first_in_a_long_text() -> None:
+    text = "John Smith. " * 100 + "Bob met John Smith."
+    result = ground(text, ("person", "Bob"), ("person", "Jon Smith"))
+    fuzzy = [entity for entity in result.entities if entity.alignment == "fuzzy"]
+    assert [(entity.text, entity.start) for entity in fuzzy] == [("John Smith", len(text) - 11)]
+
+
 def test_mentions_not_in_the_text_and_blank_ones_are_counted_as_ungrounded() -> None:
     result = ground("Ada met Charles.", ("person", "Alan Turing"), ("person", "  "), ("p", "Ada"))
     assert spans(result) == [("p", "Ada", 0, 3, "exact")]
