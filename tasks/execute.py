@@ -29,6 +29,7 @@ from tasks.base import (
     TaskRequest,
 )
 from tasks.base import UnknownTaskModel as UnknownTaskModel
+from tasks.reasoning_allowance import learn_reasoning, reasoning_allowance
 from tasks.registry import TASKS, get_task
 
 # How much of a rejected answer to show in the error message.
@@ -165,15 +166,18 @@ class _Calls:
         return reply
 
 
+def _reasoned_away(reply: ChatReply) -> bool:
+    """Whether a cut-off reply spent its whole budget before any JSON began."""
+    return "{" not in strip_reasoning(reply.content)
+
+
 def _larger_budget(reply: ChatReply, budget: int, cap: int) -> int:
     """The budget of the re-ask after a cut-off reply: double, or the cap if no answer began.
 
     A reply cut off before any JSON began spent its budget reasoning; doubling it
     would likely be spent the same way.
     """
-    if "{" not in strip_reasoning(reply.content):
-        return cap
-    return min(cap, budget * 2)
+    return cap if _reasoned_away(reply) else min(cap, budget * 2)
 
 
 async def run_task(
@@ -191,18 +195,23 @@ async def run_task(
     ``LLMError`` from the backend propagates, carrying the tokens of the calls before it.
     """
     cap = output_cap(backend, limits)
-    budget = task.output_budget(request, cap)
+    budget = min(cap, task.output_budget(request, cap) + reasoning_allowance(backend))
     first_request = _first_request(task, request, budget)
     chat_request = first_request
     calls = _Calls([])
-    corrected = enlarged = False
+    corrected = enlarged = reasoned_away = False
     while True:
         reply = await calls.ask(backend, chat_request)
         try:
-            return _outcome(task, request, reply, calls)
+            outcome = _outcome(task, request, reply, calls)
         except _AnswerInvalid as error:
             problem = _describe(error, reply)
+        else:
+            if reasoned_away:
+                learn_reasoning(backend, reply.usage.completion_tokens)
+            return outcome
         if reply.finish_reason == "length":
+            reasoned_away = reasoned_away or _reasoned_away(reply)
             larger = _larger_budget(reply, budget, cap)
             if enlarged or larger <= budget:
                 raise calls.fail(

@@ -145,6 +145,17 @@ def test_a_reply_that_spent_its_budget_reasoning_is_asked_again_at_the_cap() -> 
     assert backend.requests[1].max_tokens == 5000
 
 
+def test_a_backends_reasoning_is_learned_so_later_lines_ask_for_it_at_once() -> None:
+    thinking = reply("<think>Let me see", "length")
+    answered = reply(f"<think>done</think>{GOOD_CLASSIFY}", usage=Usage(10, 900))
+    backend = ScriptedBackend([thinking, answered, reply(GOOD_CLASSIFY)])
+    base = sent_budget(CLASSIFY_BODY)
+    run(CLASSIFY_BODY, backend)
+    run(CLASSIFY_BODY, backend)
+    assert [request.max_tokens for request in backend.requests] == [base, 16_384, base + 900]
+    assert sent_budget(CLASSIFY_BODY) == base, "another backend has learned nothing"
+
+
 def test_a_complete_answer_is_used_even_when_the_budget_ran_out_after_it() -> None:
     # Constrained decoding that loops on whitespace after the closing brace.
     backend = ScriptedBackend([reply(GOOD_CLASSIFY + "\n" * 200, "length")])
