@@ -113,7 +113,8 @@ def output_cap(backend: ChatBackend, limits: TaskLimits) -> int:
     return cap
 
 
-def _first_request(task: AnyTask, request: TaskRequest, budget: int) -> ChatRequest:
+def first_chat_request(task: AnyTask, request: TaskRequest, budget: int) -> ChatRequest:
+    """The first call of a task: its prompt, schema, budget and deterministic defaults."""
     return ChatRequest(
         messages=task.render_messages(request),
         response_schema=task.output_schema(request),
@@ -196,7 +197,7 @@ async def run_task(
     """
     cap = output_cap(backend, limits)
     budget = min(cap, task.output_budget(request, cap) + reasoning_allowance(backend))
-    first_request = _first_request(task, request, budget)
+    first_request = first_chat_request(task, request, budget)
     chat_request = first_request
     calls = _Calls([])
     corrected = enlarged = reasoned_away = False
@@ -228,7 +229,7 @@ async def run_task(
         if corrected:
             raise calls.fail(
                 InvalidModelOutput(
-                    f"the model gave no usable {task.name} answer in two tries; "
+                    f"the model gave no usable {task.name} answer, also when asked again; "
                     f"last: {problem}; the answer began {_excerpt(reply.content)!r}",
                     attempts=0,
                 )
