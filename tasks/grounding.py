@@ -25,8 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tasks.span_matching import (
+    FUZZY_MAX_MENTIONS,
+    FoldedText,
+    WordWindows,
+    all_finds,
+    fold_mention,
+    is_whole_word,
+)
 from tasks.span_matching import FUZZY_THRESHOLD as FUZZY_THRESHOLD
-from tasks.span_matching import FoldedText, WordWindows, all_finds, fold_mention, is_whole_word
 
 Alignment = Literal["exact", "normalized", "fuzzy"]
 ALIGNMENT_RANK: dict[Alignment, int] = {"exact": 0, "normalized": 1, "fuzzy": 2}
@@ -108,6 +115,7 @@ class _Aligner:
     text: str
     _folded: FoldedText | None = None
     _windows: WordWindows | None = None
+    _fuzzy_left: int = FUZZY_MAX_MENTIONS
     _exact: dict[str, _Tiers] = field(default_factory=dict)
     _loose: dict[str, _Tiers] = field(default_factory=dict)
     given: set[tuple[int, int]] = field(default_factory=set)
@@ -163,7 +171,8 @@ class _Aligner:
                 if (start, end) not in known and self.text[start:end].strip():
                     known.add((start, end))
                     tiers.add(is_whole_word(self.text, start, end), 1, start, end)
-        if not tiers and not exact:
+        if not tiers and not exact and self._fuzzy_left > 0:
+            self._fuzzy_left -= 1
             if self._windows is None:
                 self._windows = WordWindows(self.text)
             for start, end in self._windows.closest(span, cursor):

@@ -23,6 +23,9 @@ FUZZY_THRESHOLD = 0.85
 FUZZY_MAX_MENTION_CHARS = 200
 FUZZY_MAX_MENTION_WORDS = 24
 FUZZY_MAX_ANCHORS = 64
+# ...and one grounding run tries at most this many mentions fuzzily, so an answer of
+# thousands of invented mentions costs milliseconds each, not minutes in all.
+FUZZY_MAX_MENTIONS = 256
 
 _QUOTES = {
     **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u0060\u00b4", "'"),

@@ -7,6 +7,7 @@ import unicodedata
 import pytest
 
 from tasks.extract import ExtractRequest, ExtractTask, converted_offsets
+from tasks.span_matching import FUZZY_MAX_MENTIONS
 from tasks.grounding import (
     FUZZY_THRESHOLD,
     GroundedEntity,
@@ -114,6 +115,14 @@ def test_fuzzy_matching_looks_from_the_cursor_first_in_a_long_text() -> None:
     result = ground(text, ("person", "Bob"), ("person", "Jon Smith"))
     fuzzy = [entity for entity in result.entities if entity.alignment == "fuzzy"]
     assert [(entity.text, entity.start) for entity in fuzzy] == [("John Smith", len(text) - 11)]
+
+
+def test_fuzzy_matching_is_tried_for_a_bounded_number_of_mentions_per_run() -> None:
+    invented = [("person", f"Zq{n}x Smith") for n in range(FUZZY_MAX_MENTIONS)]
+    result = ground("Mr John Smith called.", *invented, ("person", "Jon Smith"))
+    assert result.entities == [] and result.ungrounded == FUZZY_MAX_MENTIONS + 1
+    found = ground("Mr John Smith called.", *invented[:10], ("person", "Jon Smith"))
+    assert [entity.text for entity in found.entities] == ["John Smith"]
 
 
 def test_mentions_not_in_the_text_and_blank_ones_are_counted_as_ungrounded() -> None:
