@@ -7,7 +7,6 @@ import unicodedata
 import pytest
 
 from tasks.extract import ExtractRequest, ExtractTask, converted_offsets
-from tasks.span_matching import FUZZY_MAX_MENTIONS
 from tasks.grounding import (
     FUZZY_THRESHOLD,
     GroundedEntity,
@@ -15,6 +14,7 @@ from tasks.grounding import (
     Mention,
     ground_mentions,
 )
+from tasks.span_matching import FUZZY_MAX_MENTIONS
 
 
 def ground(text: str, *mentions: tuple[str, str]) -> Grounding:
