@@ -42,7 +42,7 @@ PHASE_FUNCTIONS: dict[str, str] = {
     "OpenAICompatibleBackend._post_with_retries": "HTTP (request build + call)",
     "_chat_completion_or_raise": "HTTP (request build + call)",
     "_result_of": "validate (answer JSON + schema + postprocess)",
-    "_validator_for": "validate (answer JSON + schema + postprocess)",
+    "answer_candidates": "validate (answer JSON + schema + postprocess)",
     "_run_task_line": "shape output line",
     "chat_completion_body": "shape output line",
     "_output_line": "shape output line",

@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from tasks.execute import parse_task_body
+from tasks.base import DEFAULT_LIMITS
+from tasks.execute import first_chat_request, parse_task_body
 
 TEXT_POOL_SIZE = 257
 
@@ -111,11 +112,13 @@ def chat_payload(body: Mapping[str, Any], model: str) -> dict[str, Any]:
             },
         },
     }
+    budget = task.output_budget(request, DEFAULT_LIMITS.max_output_tokens)
+    sent = first_chat_request(task, request, budget)
     optional = {
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "seed": request.seed,
-        "max_tokens": task.max_tokens(request),
+        "temperature": sent.temperature,
+        "top_p": sent.top_p,
+        "seed": sent.seed,
+        "max_tokens": sent.max_tokens,
     }
     payload.update({key: value for key, value in optional.items() if value is not None})
     return payload

@@ -78,7 +78,9 @@ class _Collector:
     _writing: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.admission = LineAdmission(self.rules.endpoint, self.rules.max_text_chars)
+        self.admission = LineAdmission(
+            self.rules.endpoint, self.rules.max_text_chars, self.rules.max_output_tokens
+        )
 
     def add_fault(self, fault: LineFault) -> None:
         if len(self.faults) < MAX_LISTED_FAULTS:

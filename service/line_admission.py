@@ -46,10 +46,12 @@ def _unique_names(labels: list[_Label]) -> list[_Label]:
     return labels
 
 
-def _line_validators(max_text_chars: int) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+def _line_validators(
+    max_text_chars: int, max_output_tokens: int
+) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
     """Validators of one line and of a list of lines (built here, where their types live)."""
-    text_limit = min(max_text_chars, DEFAULT_LIMITS.max_text_chars)
-    Text = Annotated[str, Field(pattern=NOT_BLANK, max_length=text_limit)]
+    Text = Annotated[str, Field(pattern=NOT_BLANK, max_length=max_text_chars)]
+    max_tokens_limit = min(max_output_tokens, MAX_TOKENS_LIMIT)
 
     @with_config(_STRICT)
     class _Common(TypedDict):
@@ -61,7 +63,7 @@ def _line_validators(max_text_chars: int) -> tuple[TypeAdapter[Any], TypeAdapter
 
     class _Summarize(_Common):
         model: Literal["summarize"]
-        max_tokens: NotRequired[Annotated[int | None, Field(gt=0, le=MAX_TOKENS_LIMIT)]]
+        max_tokens: NotRequired[Annotated[int | None, Field(gt=0, le=max_tokens_limit)]]
 
     class _Extract(_Common):
         model: Literal["extract"]
@@ -69,6 +71,7 @@ def _line_validators(max_text_chars: int) -> tuple[TypeAdapter[Any], TypeAdapter
             dict[LabelName, str],
             Field(min_length=1, max_length=DEFAULT_LIMITS.max_entity_labels),
         ]
+        offset_unit: NotRequired[Literal["codepoint", "utf16", "utf8"]]
 
     class _Classify(_Common):
         model: Literal["classify"]
@@ -89,17 +92,26 @@ def _line_validators(max_text_chars: int) -> tuple[TypeAdapter[Any], TypeAdapter
 
 
 @lru_cache(maxsize=8)
-def _validators_for(max_text_chars: int) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
-    return _line_validators(max_text_chars)
+def _validators_for(
+    max_text_chars: int, max_output_tokens: int
+) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+    return _line_validators(max_text_chars, max_output_tokens)
 
 
 class LineAdmission:
     """Admits lines of one submission that certainly pass the full line check."""
 
-    def __init__(self, endpoint: str | None, max_text_chars: int) -> None:
+    def __init__(
+        self,
+        endpoint: str | None,
+        max_text_chars: int,
+        max_output_tokens: int = DEFAULT_LIMITS.max_output_tokens,
+    ) -> None:
         # A batch bound to another endpoint has no task lines to admit.
         self._validators = (
-            _validators_for(max_text_chars) if endpoint in (None, CHAT_COMPLETIONS) else None
+            _validators_for(max_text_chars, max_output_tokens)
+            if endpoint in (None, CHAT_COMPLETIONS)
+            else None
         )
 
     def admits(self, line: Any, size: int) -> bool:

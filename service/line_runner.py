@@ -6,7 +6,6 @@ the chunk, so one line never fails its neighbours.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ from service.ids import derived_id
 from service.llm.base import ChatBackend
 from service.llm.call_gate import GateClosed
 from service.records import LineOutcome, LineResult
+from service.settings import Settings
 from service.upstreams import UpstreamRouter
+from tasks.base import DEFAULT_LIMITS, TaskLimits
 from tasks.execute import chat_completion_body, parse_task_body, run_task
 from tasks.registry import get_task
 
@@ -34,6 +35,15 @@ class LineContext:
     backend: ChatBackend
     upstreams: UpstreamRouter
     task_priced_model: str
+    # The limits a task line was admitted under, so running it checks the same ones.
+    limits: TaskLimits = DEFAULT_LIMITS
+
+
+def task_limits(settings: Settings) -> TaskLimits:
+    """The task limits the service's settings set."""
+    return TaskLimits(
+        max_text_chars=settings.max_text_chars, max_output_tokens=settings.llm_max_output_tokens
+    )
 
 
 def _output_line(
@@ -58,21 +68,30 @@ def error_line(
     message: str,
     attempts: int = 0,
     outcome: LineOutcome = LineOutcome.FAILED,
+    usage: tuple[int, int, str] | None = None,
 ) -> LineResult:
-    """The output line of a line that did not succeed."""
+    """The output line of a line that did not succeed.
+
+    ``usage`` is ``(input_tokens, output_tokens, priced_model)`` of calls the upstream
+    billed on the way to the failure.
+    """
     error = {"code": code, "message": message, "attempts": attempts}
+    input_tokens, output_tokens, priced_model = usage or (0, 0, "")
     return LineResult(
         index=index,
         output_line=_output_line(batch_id, index, custom_id, None, error),
         outcome=outcome,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        priced_model=priced_model,
     )
 
 
 async def _run_task_line(
     batch_id: str, index: int, custom_id: str, body: dict[str, Any], context: LineContext
 ) -> LineResult:
-    task, request = parse_task_body(body)
-    outcome = await run_task(task, request, context.backend)
+    task, request = parse_task_body(body, limits=context.limits)
+    outcome = await run_task(task, request, context.backend, limits=context.limits)
     completion = chat_completion_body(
         outcome,
         completion_id=derived_id("chatcmpl-", batch_id, index),
@@ -121,27 +140,22 @@ async def run_line(
     """Run one line; every outcome, success or failure, is a ``LineResult``."""
     custom_id = str(line.get("custom_id", ""))
     body = line.get("body")
+    is_task = isinstance(body, dict) and get_task(str(body.get("model"))) is not None
     try:
         if not isinstance(body, dict):
             raise InvalidRequest("body must be an object", param="body")
-        if get_task(str(body.get("model"))) is not None:
+        if is_task:
             return await _run_task_line(batch_id, index, custom_id, body, context)
         url = str(line.get("url", "/v1/chat/completions"))
         return await _run_passthrough_line(batch_id, index, custom_id, url, body, context)
     except GateClosed:
         raise  # the caller's own signal: it decides what the line's result is
     except LLMError as exc:
-        failed = error_line(batch_id, index, custom_id, exc.code, exc.message, exc.attempts)
-        if not (exc.prompt_tokens or exc.completion_tokens) or not isinstance(body, dict):
-            return failed
-        # The upstream billed calls that ended in this failure (a refusal, answers that
-        # could not be used): they count in the batch's usage like a success's.
-        is_task = get_task(str(body.get("model"))) is not None
-        return dataclasses.replace(
-            failed,
-            input_tokens=exc.prompt_tokens,
-            output_tokens=exc.completion_tokens,
-            priced_model=context.task_priced_model if is_task else str(body.get("model", "")),
+        model = body.get("model") if isinstance(body, dict) else ""
+        priced = context.task_priced_model if is_task else str(model)
+        billed = (exc.prompt_tokens, exc.completion_tokens, priced)
+        return error_line(
+            batch_id, index, custom_id, exc.code, exc.message, exc.attempts, usage=billed
         )
     except InvalidRequest as exc:
         return error_line(batch_id, index, custom_id, "invalid_request", exc.message)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.errors import LineFault
+from tasks.base import DEFAULT_LIMITS, LIMITS_CONTEXT_KEY, TaskLimits
 from tasks.registry import TASKS, get_task
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
@@ -33,10 +34,18 @@ class LineRules:
     """What a line is checked against: limits, the batch's endpoint, upstream routing."""
 
     max_text_chars: int
+    # A line's ``max_tokens`` above this is refused (TEXTBATCH_LLM_MAX_OUTPUT_TOKENS).
+    max_output_tokens: int = DEFAULT_LIMITS.max_output_tokens
     # None: the batch is not bound to one endpoint, any supported url may be used.
     endpoint: str | None = CHAT_COMPLETIONS
     # Why a pass-through model cannot be routed (None: it can); None: no pass-through at all.
     route_fault: Callable[[str], str | None] | None = None
+
+    def task_limits(self) -> TaskLimits:
+        """The limits task bodies are validated against under these rules."""
+        return TaskLimits(
+            max_text_chars=self.max_text_chars, max_output_tokens=self.max_output_tokens
+        )
 
 
 def _clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
@@ -131,23 +140,13 @@ def validate_body(
             )
         ]
     try:
-        task.request_model.model_validate(body)
+        # The configured limits, not the defaults: a service may allow longer texts.
+        task.request_model.model_validate(body, context={LIMITS_CONTEXT_KEY: rules.task_limits()})
     except ValidationError as exc:
         for error in exc.errors(include_url=False, include_input=False):
             path = ".".join(str(part) for part in error["loc"])
             message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
             faults.append(line_fault(line, custom_id, f"body.{path}" if path else "body", message))
-        return faults
-    text = body.get("text")
-    if isinstance(text, str) and len(text) > rules.max_text_chars:
-        faults.append(
-            line_fault(
-                line,
-                custom_id,
-                "body.text",
-                f"text is {len(text)} characters; the limit is {rules.max_text_chars}.",
-            )
-        )
     return faults
 
 

@@ -22,7 +22,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
-from service.line_runner import LineContext, error_line, run_line
+from service.line_runner import LineContext, error_line, run_line, task_limits
 from service.llm.call_gate import GateClosed, set_call_gate
 from service.llm.factory import CapacityShare, build_backend, priced_model
 from service.llm.shared_capacity import Priority
@@ -93,6 +93,7 @@ class ChunkRunner:
                 # One backend per upstream: task and pass-through lines share its limit.
                 upstreams=UpstreamRouter(self.settings, share, task_backend=backend),
                 task_priced_model=priced_model(self.settings),
+                limits=task_limits(self.settings),
             )
             self._semaphore = asyncio.Semaphore(LINES_PER_CALL_SLOT * self.settings.llm_concurrency)
         return self._results, self._context, self._semaphore

@@ -17,6 +17,9 @@ class TaskLimits:
     max_labels: int = 100
     max_entity_labels: int = 100
     max_label_name_chars: int = 200
+    # Output tokens one call may ask for (``TEXTBATCH_LLM_MAX_OUTPUT_TOKENS``); a line's
+    # ``max_tokens`` above it is refused.
+    max_output_tokens: int = 16_384
 
 
 DEFAULT_LIMITS = TaskLimits()
@@ -28,6 +31,10 @@ MAX_UNKNOWN_FIELDS = 20
 # Far above any model's output, yet a number every upstream can take; seeds are 64-bit.
 MAX_TOKENS_LIMIT = 1_000_000
 SEED_BOUND = 2**63
+# Task lines are deterministic unless the line says otherwise: the server's own
+# default temperature (0.8 on llama.cpp) made identical lines disagree.
+DEFAULT_TEMPERATURE = 0.0
+DEFAULT_SEED = 7
 
 
 def limits_from(info: ValidationInfo) -> TaskLimits:
@@ -115,9 +122,9 @@ class Task(ABC, Generic[RequestT]):
     def postprocess(self, request: RequestT, answer: dict[str, Any]) -> dict[str, Any]:
         """Turn a schema-valid answer into the result; raise ``AnswerRejected`` if it cannot."""
 
-    def max_tokens(self, request: RequestT) -> int | None:
-        """The completion token limit to ask the model for; ``None`` leaves the upstream default."""
-        return None
+    @abstractmethod
+    def output_budget(self, request: RequestT, cap: int) -> int:
+        """The output tokens to ask for, sized from the request, at most ``cap``."""
 
 
 AnyTask = Task[Any]

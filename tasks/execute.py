@@ -1,24 +1,36 @@
-"""Run one task body against a chat backend: validate, prompt, check the answer, re-ask once."""
+"""Run one task body against a chat backend: size the call, read the answer, re-ask when due.
+
+Answers are read tolerantly: reasoning blocks are dropped and the first balanced
+JSON object the task can use is the answer, whatever prose or fence surrounds it.
+An unusable answer is asked again once with a note saying why; an answer cut off at
+the output budget is asked again once with a larger budget.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
 
-from service.errors import InvalidModelOutput
+from service.errors import InvalidModelOutput, LLMError, OutputTruncated
 from service.llm.base import ChatBackend, ChatReply, ChatRequest, Usage
-from tasks.base import LIMITS_CONTEXT_KEY, AnswerRejected, AnyTask, TaskLimits, TaskRequest
+from tasks.answer_reading import answer_candidates, strip_reasoning
+from tasks.answer_reading import parse_answer as parse_answer
+from tasks.base import (
+    DEFAULT_LIMITS,
+    DEFAULT_SEED,
+    DEFAULT_TEMPERATURE,
+    LIMITS_CONTEXT_KEY,
+    AnswerRejected,
+    AnyTask,
+    TaskLimits,
+    TaskRequest,
+)
 from tasks.base import UnknownTaskModel as UnknownTaskModel
+from tasks.reasoning_allowance import learn_reasoning, reasoning_allowance
 from tasks.registry import TASKS, get_task
-
-# Some models wrap JSON in a markdown fence even when told not to.
-_FENCED_JSON = re.compile(r"^```[A-Za-z]*\s*\n?(?P<body>.*?)\n?\s*```$", re.DOTALL)
 
 # How much of a rejected answer to show in the error message.
 _ANSWER_EXCERPT_CHARS = 200
@@ -57,41 +69,15 @@ def parse_task_body(
     return task, request
 
 
-@lru_cache(maxsize=256)
-def _validator_for(schema_json: bytes) -> Draft202012Validator:
-    """A compiled validator per distinct schema; label sets repeat across a batch."""
-    return Draft202012Validator(orjson.loads(schema_json))
-
-
-def parse_answer(content: str) -> dict[str, Any]:
-    """The JSON object in a reply, with or without a markdown fence around it."""
-    text = content.strip()
-    fenced = _FENCED_JSON.match(text)
-    if fenced:
-        text = fenced.group("body")
-    try:
-        answer = orjson.loads(text)
-    except orjson.JSONDecodeError as error:
-        raise _AnswerInvalid(f"the answer is not JSON ({error})") from None
-    if not isinstance(answer, dict):
-        raise _AnswerInvalid("the answer is not a JSON object")
-    return answer
-
-
-def _result_of(
-    task: AnyTask, request: TaskRequest, schema: dict[str, Any], reply: ChatReply
-) -> dict[str, Any]:
-    """The task result of one reply, or ``_AnswerInvalid`` saying why there is none."""
-    answer = parse_answer(reply.content)
-    validator = _validator_for(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
-    problem = next(iter(validator.iter_errors(answer)), None)
-    if problem is not None:
-        where = "/".join(str(part) for part in problem.absolute_path) or "the top level"
-        raise _AnswerInvalid(f"the answer breaks the schema at {where}: {problem.message}")
-    try:
-        return task.postprocess(request, answer)
-    except AnswerRejected as error:
-        raise _AnswerInvalid(str(error)) from None
+def _result_of(task: AnyTask, request: TaskRequest, reply: ChatReply) -> dict[str, Any]:
+    """The result of the first candidate object the task can use, or ``_AnswerInvalid``."""
+    first_problem: str | None = None
+    for answer in answer_candidates(reply.content):
+        try:
+            return task.postprocess(request, answer)
+        except AnswerRejected as error:
+            first_problem = first_problem or str(error)
+    raise _AnswerInvalid(first_problem or "the answer holds no JSON object")
 
 
 def _excerpt(content: str) -> str:
@@ -118,52 +104,149 @@ def _with_correction(messages: list[dict[str, str]], problem: str) -> list[dict[
     return corrected
 
 
-async def run_task(task: AnyTask, request: TaskRequest, backend: ChatBackend) -> TaskOutcome:
-    """Ask ``backend`` for the task's answer, re-asking once if the first is unusable.
+def output_cap(backend: ChatBackend, limits: TaskLimits) -> int:
+    """The most output tokens a call may ask for: the service's cap, lowered by the backend's."""
+    cap = limits.max_output_tokens
+    backend_cap = getattr(backend, "output_token_cap", None)
+    if isinstance(backend_cap, int) and not isinstance(backend_cap, bool) and backend_cap > 0:
+        cap = min(cap, backend_cap)
+    return cap
 
-    Raises ``InvalidModelOutput`` when the second answer is unusable too; any
-    ``LLMError`` from the backend propagates as it is.
-    """
-    schema = task.output_schema(request)
-    chat_request = ChatRequest(
+
+def first_chat_request(task: AnyTask, request: TaskRequest, budget: int) -> ChatRequest:
+    """The first call of a task: its prompt, schema, budget and deterministic defaults."""
+    return ChatRequest(
         messages=task.render_messages(request),
-        response_schema=schema,
+        response_schema=task.output_schema(request),
         schema_name=task.name,
-        temperature=request.temperature,
+        temperature=DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
         top_p=request.top_p,
-        seed=request.seed,
-        max_tokens=task.max_tokens(request),
+        seed=DEFAULT_SEED if request.seed is None else request.seed,
+        max_tokens=budget,
         task=task.name,
         task_input=request.model_dump(exclude_none=True),
     )
-    first = await backend.complete(chat_request)
-    try:
-        return _outcome(task, request, schema, [first])
-    except _AnswerInvalid as error:
-        problem = _describe(error, first)
-    retry_request = replace(chat_request, messages=_with_correction(chat_request.messages, problem))
-    second = await backend.complete(retry_request)
-    try:
-        return _outcome(task, request, schema, [first, second])
-    except _AnswerInvalid as error:
-        raise InvalidModelOutput(
-            f"the model gave no usable {task.name} answer in two tries; "
-            f"last: {_describe(error, second)}; the answer began {_excerpt(second.content)!r}",
-            attempts=first.attempts + second.attempts,
-        ) from None
 
 
-def _outcome(
-    task: AnyTask, request: TaskRequest, schema: dict[str, Any], replies: list[ChatReply]
+@dataclass(slots=True)
+class _Calls:
+    """The replies of one task run so far, for the accounting of its outcome or failure."""
+
+    replies: list[ChatReply]
+
+    @property
+    def usage(self) -> Usage:
+        return sum((reply.usage for reply in self.replies), Usage())
+
+    @property
+    def attempts(self) -> int:
+        return sum(reply.attempts for reply in self.replies)
+
+    def charge(self, error: LLMError) -> LLMError:
+        """``error`` carrying the tokens of every call before it too.
+
+        The tokens were billed whatever became of the line; ``attempts`` stays the
+        count of the call that failed, as the backend reported it.
+        """
+        usage = self.usage
+        error.prompt_tokens += usage.prompt_tokens
+        error.completion_tokens += usage.completion_tokens
+        return error
+
+    def fail(self, error: LLMError) -> LLMError:
+        """``error``, raised here about the answers, with the accounting of every call."""
+        error.attempts = self.attempts
+        return self.charge(error)
+
+    async def ask(self, backend: ChatBackend, chat_request: ChatRequest) -> ChatReply:
+        try:
+            reply = await backend.complete(chat_request)
+        except LLMError as error:
+            raise self.charge(error) from None
+        self.replies.append(reply)
+        return reply
+
+
+def _reasoned_away(reply: ChatReply) -> bool:
+    """Whether a cut-off reply spent its whole budget before any JSON began."""
+    return "{" not in strip_reasoning(reply.content)
+
+
+def _larger_budget(reply: ChatReply, budget: int, cap: int) -> int:
+    """The budget of the re-ask after a cut-off reply: double, or the cap if no answer began.
+
+    A reply cut off before any JSON began spent its budget reasoning; doubling it
+    would likely be spent the same way.
+    """
+    return cap if _reasoned_away(reply) else min(cap, budget * 2)
+
+
+async def run_task(
+    task: AnyTask,
+    request: TaskRequest,
+    backend: ChatBackend,
+    *,
+    limits: TaskLimits = DEFAULT_LIMITS,
 ) -> TaskOutcome:
-    """The outcome if the last reply is usable, with the accounting of all of them."""
-    last = replies[-1]
+    """Ask ``backend`` for the task's answer, re-asking when the answer is unusable.
+
+    An unusable answer is asked again once with a note; one cut off at the output
+    budget (``finish_reason == "length"``) once with a larger budget, within the cap.
+    Raises ``OutputTruncated`` or ``InvalidModelOutput`` when that did not help; an
+    ``LLMError`` from the backend propagates, carrying the tokens of the calls before it.
+    """
+    cap = output_cap(backend, limits)
+    budget = min(cap, task.output_budget(request, cap) + reasoning_allowance(backend))
+    first_request = first_chat_request(task, request, budget)
+    chat_request = first_request
+    calls = _Calls([])
+    corrected = enlarged = reasoned_away = False
+    while True:
+        reply = await calls.ask(backend, chat_request)
+        try:
+            outcome = _outcome(task, request, reply, calls)
+        except _AnswerInvalid as error:
+            problem = _describe(error, reply)
+        else:
+            if reasoned_away:
+                learn_reasoning(backend, reply.usage.completion_tokens)
+            return outcome
+        if reply.finish_reason == "length":
+            reasoned_away = reasoned_away or _reasoned_away(reply)
+            larger = _larger_budget(reply, budget, cap)
+            if enlarged or larger <= budget:
+                raise calls.fail(
+                    OutputTruncated(
+                        f"the {task.name} answer was cut off at the output budget of "
+                        f"{budget} tokens (the cap is {cap}); "
+                        f"the answer began {_excerpt(reply.content)!r}",
+                        attempts=0,
+                    )
+                )
+            enlarged, budget = True, larger
+            chat_request = replace(chat_request, max_tokens=budget)
+            continue
+        if corrected:
+            raise calls.fail(
+                InvalidModelOutput(
+                    f"the model gave no usable {task.name} answer, also when asked again; "
+                    f"last: {problem}; the answer began {_excerpt(reply.content)!r}",
+                    attempts=0,
+                )
+            )
+        corrected = True
+        messages = _with_correction(first_request.messages, problem)
+        chat_request = replace(chat_request, messages=messages)
+
+
+def _outcome(task: AnyTask, request: TaskRequest, last: ChatReply, calls: _Calls) -> TaskOutcome:
+    """The outcome if the last reply is usable, with the accounting of every call."""
     return TaskOutcome(
-        result=_result_of(task, request, schema, last),
+        result=_result_of(task, request, last),
         model=last.model,
         finish_reason=last.finish_reason,
-        usage=sum((reply.usage for reply in replies), Usage()),
-        attempts=sum(reply.attempts for reply in replies),
+        usage=calls.usage,
+        attempts=calls.attempts,
         request_id=last.request_id,
     )
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import Field, StrictStr, ValidationInfo, field_validator
 
 from tasks.base import (
+    DEFAULT_LIMITS,
     AnswerRejected,
     Task,
     TaskRequest,
@@ -19,7 +18,15 @@ from tasks.base import (
     limits_from,
     strict_object,
 )
+from tasks.grounding import GroundedEntity, Mention, ground_mentions
 from tasks.prompting import render_prompt
+
+OffsetUnit = Literal["codepoint", "utf16", "utf8"]
+# Sizing of an extract call's output (see ``output_budget_for``).
+ENVELOPE_TOKENS = 64
+TOKENS_PER_ENTITY = 16
+CHARS_PER_MENTION = 16
+MIN_ENTITIES = 16
 
 
 class ExtractRequest(TaskRequest):
@@ -27,6 +34,7 @@ class ExtractRequest(TaskRequest):
 
     model: Literal["extract"]
     entities: Annotated[dict[StrictStr, StrictStr], Field(min_length=1)]
+    offset_unit: OffsetUnit = "codepoint"
 
     @field_validator("entities", mode="before")
     @classmethod
@@ -46,94 +54,110 @@ class ExtractRequest(TaskRequest):
         return entities
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class GroundedSpan:
-    """A span located in the input: ``text[start:end]`` is its text."""
-
-    start: int
-    end: int
-    type: str
+def _label_key(name: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
 
 
-def _whole_word(text: str, start: int, end: int) -> bool:
-    """Whether the span neither starts nor ends inside a word."""
-    starts_clean = start == 0 or not (text[start - 1].isalnum() and text[start].isalnum())
-    ends_clean = end == len(text) or not (text[end - 1].isalnum() and text[end].isalnum())
-    return starts_clean and ends_clean
+def _type_resolver(labels: Iterable[str]) -> dict[str, str]:
+    """The label each spelling of a type stands for: itself, or its folded form if unique."""
+    resolver: dict[str, str] = {}
+    folded: dict[str, list[str]] = {}
+    for label in labels:
+        resolver[label] = label
+        folded.setdefault(_label_key(label), []).append(label)
+    for key, names in folded.items():
+        if len(names) == 1:
+            resolver.setdefault(key, names[0])
+    return resolver
 
 
-def _span_patterns(span: str) -> Iterator[re.Pattern[str]]:
-    """Ever looser ways to find ``span``: exact, any case, any whitespace, both."""
-    literal = re.escape(span)
-    spaced = r"\s+".join(re.escape(word) for word in span.split())
-    yield re.compile(literal)
-    yield re.compile(literal, re.IGNORECASE)
-    yield re.compile(spaced)
-    yield re.compile(spaced, re.IGNORECASE)
+def _resolve_type(resolver: dict[str, str], entity_type: str) -> str | None:
+    return resolver.get(entity_type) or resolver.get(_label_key(entity_type))
 
 
-def find_occurrences(text: str, span: str) -> list[tuple[int, int]]:
-    """Where ``span`` occurs in ``text`` under the strictest pattern that finds it at all.
-
-    Whole-word occurrences come first so "Ann" finds the name before the "Ann" in "Annual".
-    """
-    for pattern in _span_patterns(span):
-        found = [match.span() for match in pattern.finditer(text) if match.end() > match.start()]
-        if found:
-            whole = [where for where in found if _whole_word(text, *where)]
-            partial = [where for where in found if not _whole_word(text, *where)]
-            return whole + partial
-    return []
-
-
-def ground_entities(
-    text: str, labels: set[str], mentions: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
-    """Locate each ``(type, span)`` mention in ``text``; mentions that are not there are dropped.
-
-    A mention repeated n times takes the first n occurrences of its span, so a
-    model listing every mention in order gets every occurrence back.
-    """
-    occurrences: dict[str, list[tuple[int, int]]] = {}
-    used: defaultdict[tuple[str, str], int] = defaultdict(int)
-    grounded: set[GroundedSpan] = set()
-    for entity_type, raw_span in mentions:
-        span = raw_span.strip()
-        if entity_type not in labels or not span:
-            continue
-        if span not in occurrences:
-            occurrences[span] = find_occurrences(text, span)
-        index = used[(entity_type, span)]
-        if index >= len(occurrences[span]):
-            continue
-        used[(entity_type, span)] = index + 1
-        start, end = occurrences[span][index]
-        grounded.add(GroundedSpan(start, end, entity_type))
+def _mention_items(answer: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """The ``(type, text)`` pairs of an answer: a list of objects, or type → span(s)."""
+    entities = answer.get("entities")
+    if isinstance(entities, dict):
+        pairs: list[tuple[Any, Any]] = []
+        for entity_type, spans in entities.items():
+            for span in spans if isinstance(spans, list) else [spans]:
+                pairs.append((entity_type, span))
+        return pairs
+    if not isinstance(entities, list):
+        raise AnswerRejected('the answer has no "entities" list')
     return [
-        {
-            "type": span.type,
-            "text": text[span.start : span.end],
-            "start": span.start,
-            "end": span.end,
-        }
-        for span in sorted(grounded)
+        (entity.get("type"), entity.get("text")) if isinstance(entity, dict) else (None, None)
+        for entity in entities
     ]
 
 
-def _mentions_in(answer: dict[str, Any]) -> list[tuple[str, str]]:
-    """The ``(type, text)`` pairs of an answer, rejecting any other shape."""
-    entities = answer.get("entities")
-    if not isinstance(entities, list):
-        raise AnswerRejected('the answer has no "entities" list')
-    mentions = []
-    for entity in entities:
-        if not isinstance(entity, dict):
-            raise AnswerRejected("an entity is not an object")
-        entity_type, span = entity.get("type"), entity.get("text")
+def read_mentions(answer: dict[str, Any], labels: Iterable[str]) -> tuple[list[Mention], int]:
+    """The mentions of asked-for types, and how many items were not mentions at all.
+
+    Type names are matched as given, else after trimming and case-folding; an item
+    of a type not asked for is dropped; an item that is not a typed string counts as
+    one that could not be grounded.
+    """
+    resolver = _type_resolver(labels)
+    mentions: list[Mention] = []
+    malformed = 0
+    for entity_type, span in _mention_items(answer):
         if not isinstance(entity_type, str) or not isinstance(span, str):
-            raise AnswerRejected('an entity lacks a string "type" or "text"')
-        mentions.append((entity_type, span))
-    return mentions
+            malformed += 1
+            continue
+        label = _resolve_type(resolver, entity_type)
+        if label is not None:
+            mentions.append(Mention(label, span))
+    return mentions, malformed
+
+
+def ground_entities(
+    text: str, labels: Iterable[str], mentions: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The entities of ``(type, span)`` mentions of the asked-for labels, as result objects."""
+    asked = set(labels)
+    grounding = ground_mentions(text, [Mention(t, span) for t, span in mentions if t in asked])
+    return [_entity_object(entity) for entity in grounding.entities]
+
+
+def _entity_object(entity: GroundedEntity) -> dict[str, Any]:
+    return {
+        "type": entity.type,
+        "text": entity.text,
+        "start": entity.start,
+        "end": entity.end,
+        "alignment": entity.alignment,
+    }
+
+
+def converted_offsets(text: str, offsets: Iterable[int], unit: OffsetUnit) -> dict[int, int]:
+    """Each code-point offset of ``text`` in ``unit``, walking the text once in order."""
+    wanted = sorted(set(offsets))
+    if unit == "codepoint":
+        return {offset: offset for offset in wanted}
+    encoding = "utf-16-le" if unit == "utf16" else "utf-8"
+    width = 2 if unit == "utf16" else 1
+    converted: dict[int, int] = {}
+    position = total = 0
+    for offset in wanted:
+        total += len(text[position:offset].encode(encoding, "surrogatepass")) // width
+        converted[offset] = total
+        position = offset
+    return converted
+
+
+def output_budget_for(text: str, cap: int) -> tuple[int, int]:
+    """The output token budget and the most entities an extract answer may list.
+
+    Each listed entity costs about ``TOKENS_PER_ENTITY`` tokens; a text cannot hold
+    more mentions than about one per ``CHARS_PER_MENTION`` characters, so both grow
+    with the text and stop at the cap, which keeps a model repeating one entity from
+    running to its own limit.
+    """
+    most_entities = max(MIN_ENTITIES, len(text) // CHARS_PER_MENTION)
+    budget = min(cap, ENVELOPE_TOKENS + most_entities * TOKENS_PER_ENTITY)
+    return budget, max(MIN_ENTITIES, min(most_entities, budget // TOKENS_PER_ENTITY))
 
 
 class ExtractTask(Task[ExtractRequest]):
@@ -149,7 +173,10 @@ class ExtractTask(Task[ExtractRequest]):
                 "text": {"type": "string"},
             }
         )
-        return strict_object({"entities": {"type": "array", "items": entity}})
+        # Bounded by the default cap; the call's own cap only lowers the budget further.
+        _, most_entities = output_budget_for(request.text, DEFAULT_LIMITS.max_output_tokens)
+        entities = {"type": "array", "items": entity, "maxItems": most_entities}
+        return strict_object({"entities": entities})
 
     def render_messages(self, request: ExtractRequest) -> list[dict[str, str]]:
         return render_prompt(
@@ -161,5 +188,16 @@ class ExtractTask(Task[ExtractRequest]):
         )
 
     def postprocess(self, request: ExtractRequest, answer: dict[str, Any]) -> dict[str, Any]:
-        mentions = _mentions_in(answer)
-        return {"entities": ground_entities(request.text, set(request.entities), mentions)}
+        mentions, malformed = read_mentions(answer, request.entities)
+        grounding = ground_mentions(request.text, mentions)
+        entities = [_entity_object(entity) for entity in grounding.entities]
+        if request.offset_unit != "codepoint":
+            offsets = [entity.start for entity in grounding.entities]
+            offsets += [entity.end for entity in grounding.entities]
+            converted = converted_offsets(request.text, offsets, request.offset_unit)
+            for item in entities:
+                item["start"], item["end"] = converted[item["start"]], converted[item["end"]]
+        return {"entities": entities, "ungrounded": grounding.ungrounded + malformed}
+
+    def output_budget(self, request: ExtractRequest, cap: int) -> int:
+        return output_budget_for(request.text, cap)[0]

@@ -5,14 +5,26 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from tasks.base import MAX_TOKENS_LIMIT, AnswerRejected, Task, TaskRequest, strict_object
+from tasks.base import (
+    MAX_TOKENS_LIMIT,
+    AnswerRejected,
+    Task,
+    TaskRequest,
+    limits_from,
+    strict_object,
+)
 from tasks.prompting import render_prompt
 
-# Room for the JSON wrapper around the summary, so a summary that fills its own
-# limit is not cut off before the closing brace.
-JSON_WRAPPER_TOKENS = 32
+# ``max_tokens`` bounds the summary, not the call: the call also needs room for the
+# JSON around it, for escapes inside it, and for a model that miscounts its own
+# length. With only 32 tokens of room, real servers cut the JSON mid-string.
+ENVELOPE_TOKENS = 48
+ENVELOPE_SHARE = 4  # plus a quarter of the summary's own bound
+# Without ``max_tokens`` the summary is bounded by the text it summarizes.
+UNBOUNDED_BASE_TOKENS = 512
+UNBOUNDED_CHARS_PER_TOKEN = 16
 
 
 class SummarizeRequest(TaskRequest):
@@ -20,6 +32,17 @@ class SummarizeRequest(TaskRequest):
 
     model: Literal["summarize"]
     max_tokens: Annotated[int | None, Field(gt=0, le=MAX_TOKENS_LIMIT)] = None
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _max_tokens_within_the_cap(cls, max_tokens: int | None, info: ValidationInfo) -> int | None:
+        cap = limits_from(info).max_output_tokens
+        if max_tokens is not None and max_tokens > cap:
+            raise ValueError(
+                f"max_tokens is {max_tokens}; the service's output cap is {cap} "
+                "(TEXTBATCH_LLM_MAX_OUTPUT_TOKENS)"
+            )
+        return max_tokens
 
 
 class SummarizeTask(Task[SummarizeRequest]):
@@ -46,7 +69,8 @@ class SummarizeTask(Task[SummarizeRequest]):
             raise AnswerRejected("the summary is empty")
         return {"summary": summary.strip()}
 
-    def max_tokens(self, request: SummarizeRequest) -> int | None:
+    def output_budget(self, request: SummarizeRequest, cap: int) -> int:
         if request.max_tokens is None:
-            return None
-        return request.max_tokens + JSON_WRAPPER_TOKENS
+            return min(cap, UNBOUNDED_BASE_TOKENS + len(request.text) // UNBOUNDED_CHARS_PER_TOKEN)
+        envelope = ENVELOPE_TOKENS + request.max_tokens // ENVELOPE_SHARE
+        return min(cap, request.max_tokens + envelope)

@@ -150,7 +150,14 @@ def _entities(array_schema: dict[str, Any], root: dict[str, Any], text: str) -> 
     return entities
 
 
-def _labels(array_schema: dict[str, Any], root: dict[str, Any], text: str) -> list[Any]:
+def _labels(array_schema: dict[str, Any], root: dict[str, Any], text: str) -> Any:
+    if array_schema.get("type") == "object":
+        # Classify's shape: one boolean per label name.
+        lowered = text.lower()
+        return {
+            name: bool(name.split()) and name.split()[0].lower() in lowered
+            for name in array_schema.get("properties", {})
+        }
     item_schema = _resolve_all(array_schema.get("items", {}), root)
     name_schema = _resolve_all(item_schema.get("properties", {}).get("name", {}), root)
     lowered = text.lower()

@@ -28,23 +28,25 @@ SAMPLE_LINES = [
 RESULT_SCHEMAS: dict[str, dict[str, Any]] = {
     "extract": {
         "type": "object",
-        "required": ["entities"],
+        "required": ["entities", "ungrounded"],
         "additionalProperties": False,
         "properties": {
+            "ungrounded": {"type": "integer", "minimum": 0},
             "entities": {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["type", "text", "start", "end"],
+                    "required": ["type", "text", "start", "end", "alignment"],
                     "additionalProperties": False,
                     "properties": {
                         "type": {"type": "string"},
                         "text": {"type": "string", "minLength": 1},
                         "start": {"type": "integer", "minimum": 0},
                         "end": {"type": "integer", "minimum": 1},
+                        "alignment": {"enum": ["exact", "normalized", "fuzzy"]},
                     },
                 },
-            }
+            },
         },
     },
     "summarize": {

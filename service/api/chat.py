@@ -14,6 +14,7 @@ from service.api.schemas import ERROR_RESPONSES
 from service.auth import Principal
 from service.errors import InvalidRequest, LineFault
 from service.ids import new_completion_id
+from service.line_runner import task_limits
 from service.line_validation import CHAT_COMPLETIONS, LineRules, validate_body
 from service.prompt_resolution import ResolvedBody, names_prompt
 from tasks.classify import ClassifyRequest
@@ -48,6 +49,7 @@ def _request_body(required: str, *, tasks: bool = False) -> dict[str, Any]:
 def _check(body: Any, state: AppState, url: str) -> None:
     rules = LineRules(
         max_text_chars=state.settings.max_text_chars,
+        max_output_tokens=state.settings.llm_max_output_tokens,
         endpoint=url,
         route_fault=state.upstreams.route_fault,
     )
@@ -93,8 +95,9 @@ async def chat_completions(
     _check(body, state, CHAT_COMPLETIONS)
     if get_task(str(body.get("model"))) is None:
         return await _pass_through(state, CHAT_COMPLETIONS, body)
-    task, request = parse_task_body(body)
-    outcome = await run_task(task, request, state.backend)
+    limits = task_limits(state.settings)
+    task, request = parse_task_body(body, limits=limits)
+    outcome = await run_task(task, request, state.backend, limits=limits)
     return chat_completion_body(
         outcome,
         completion_id=new_completion_id(),

@@ -60,7 +60,7 @@ def answer_summarize(task_input: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def answer_classify(task_input: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"labels": [{"name", "match"}]}`` decided by keyword overlap with each rubric."""
+    """``{"labels": {name: bool}}``, the shape classify asks for, by keyword overlap."""
     labels = task_input.get("labels")
     if not isinstance(labels, list) or not all(
         isinstance(label, Mapping)
@@ -71,10 +71,9 @@ def answer_classify(task_input: Mapping[str, Any]) -> dict[str, Any]:
         raise _bad_input("labels")
     text = _text_of(task_input)
     return {
-        "labels": [
-            {"name": label["name"], "match": label_matches(label["name"], label["rubric"], text)}
-            for label in labels
-        ]
+        "labels": {
+            label["name"]: label_matches(label["name"], label["rubric"], text) for label in labels
+        }
     }
 
 
