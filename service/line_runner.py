@@ -42,7 +42,7 @@ class LineContext:
 def task_limits(settings: Settings) -> TaskLimits:
     """The task limits the service's settings set."""
     return TaskLimits(
-        max_text_chars=settings.max_text_chars, max_output_tokens=settings.llm_max_output_tokens
+        max_text_chars=settings.max_text_chars, max_output_tokens=settings.task_output_cap()
     )
 
 

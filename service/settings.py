@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.llm.profiles import profile_named
+from service.llm.profiles import UpstreamProfile, choose_profile, profile_named
 
 
 def _default_data_dir() -> Path:
@@ -138,6 +138,20 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value.strip() if value and value.strip() else None
+
+    def default_profile(self) -> UpstreamProfile | None:
+        """The profile of the default upstream, or ``None`` for the offline engine."""
+        if self.llm_base_url is None:
+            return None
+        return choose_profile(self.llm_profile, self.llm_base_url, self.llm_model)
+
+    def task_output_cap(self) -> int:
+        """The most output tokens a task line may ask for: the setting, lowered by the
+        default upstream's profile."""
+        profile = self.default_profile()
+        if profile is None:
+            return self.llm_max_output_tokens
+        return min(self.llm_max_output_tokens, profile.output_token_cap)
 
     def configured_api_keys(self) -> list[str]:
         """The keys given in ``TEXTBATCH_API_KEYS``, without blanks."""

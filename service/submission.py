@@ -86,7 +86,7 @@ class Submitter:
     def rules(self, endpoint: str | None) -> LineRules:
         return LineRules(
             max_text_chars=self.settings.max_text_chars,
-            max_output_tokens=self.settings.llm_max_output_tokens,
+            max_output_tokens=self.settings.task_output_cap(),
             endpoint=endpoint,
             route_fault=self.route_fault,
         )

@@ -106,11 +106,7 @@ def _with_correction(messages: list[dict[str, str]], problem: str) -> list[dict[
 
 def output_cap(backend: ChatBackend, limits: TaskLimits) -> int:
     """The most output tokens a call may ask for: the service's cap, lowered by the backend's."""
-    cap = limits.max_output_tokens
-    backend_cap = getattr(backend, "output_token_cap", None)
-    if isinstance(backend_cap, int) and not isinstance(backend_cap, bool) and backend_cap > 0:
-        cap = min(cap, backend_cap)
-    return cap
+    return max(1, min(limits.max_output_tokens, backend.output_token_cap))
 
 
 def first_chat_request(task: AnyTask, request: TaskRequest, budget: int) -> ChatRequest:

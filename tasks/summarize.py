@@ -39,8 +39,8 @@ class SummarizeRequest(TaskRequest):
         cap = limits_from(info).max_output_tokens
         if max_tokens is not None and max_tokens > cap:
             raise ValueError(
-                f"max_tokens is {max_tokens}; the service's output cap is {cap} "
-                "(TEXTBATCH_LLM_MAX_OUTPUT_TOKENS)"
+                f"max_tokens is {max_tokens}; the most this service's model takes is {cap} "
+                "(TEXTBATCH_LLM_MAX_OUTPUT_TOKENS, lowered by the upstream's profile)"
             )
         return max_tokens
 

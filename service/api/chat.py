@@ -49,7 +49,7 @@ def _request_body(required: str, *, tasks: bool = False) -> dict[str, Any]:
 def _check(body: Any, state: AppState, url: str) -> None:
     rules = LineRules(
         max_text_chars=state.settings.max_text_chars,
-        max_output_tokens=state.settings.llm_max_output_tokens,
+        max_output_tokens=state.settings.task_output_cap(),
         endpoint=url,
         route_fault=state.upstreams.route_fault,
     )
