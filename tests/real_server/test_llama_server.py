@@ -263,3 +263,11 @@ def test_the_server_rejects_a_schema_it_cannot_compile_with_a_400(
     response = chat(llama_server, response_format=bad, max_tokens=8)
     assert response.status_code == 400
     assert "schema" in response.json()["error"]["message"].lower()
+
+
+def test_the_server_ignores_fields_it_does_not_take(llama_server: LlamaServer) -> None:
+    """llama-server answers 200 whatever else is sent, so nothing is learnt from it."""
+    others = {"reasoning_effort": "low", "store": False, "service_tier": "auto", "user": "u-1"}
+    response = chat(llama_server, max_completion_tokens=3, top_p=0.9, **others, **PINNED)
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] == 3
