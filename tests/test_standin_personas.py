@@ -11,13 +11,13 @@ import orjson
 import pytest
 
 from tasks.execute import parse_task_body
+from tests.persona_answers import perturb
 from tests.standin_personas import (
     MODEL_OUTPUT_LIMIT,
     OVERLOADED_RETRY_AFTER,
     REFUSAL_MESSAGE,
     REFUSAL_TRIGGER,
     PersonaUpstream,
-    perturb,
 )
 
 TEXT = "O'Neil met Ann Lee in São Paulo. Acme Corp paid for the refund."
@@ -191,3 +191,24 @@ def test_a_model_name_picks_another_persona_per_call(persona: PersonaUpstream) -
     body = {**task_request(CLASSIFY), "model": "persona-overloaded"}
     assert post(persona, body).status_code == 529
     assert [call.persona for call in persona.answered] == ["overloaded"]
+
+
+@pytest.mark.parametrize("persona", ["think"], indirect=True)
+def test_classify_answers_in_the_shape_the_schema_asks(persona: PersonaUpstream) -> None:
+    """An object keyed by label name, one boolean each, as a grammar can enforce exactly."""
+    keyed = {
+        "type": "object",
+        "properties": {"refund": {"type": "boolean"}, "weather": {"type": "boolean"}},
+        "required": ["refund", "weather"],
+    }
+    for schema, expected in [
+        (keyed, {"refund": True, "weather": False}),
+        (
+            {"type": "object", "properties": {"labels": keyed}, "required": ["labels"]},
+            {"labels": {"refund": True, "weather": False}},
+        ),
+    ]:
+        body = task_request(CLASSIFY)
+        body["response_format"]["json_schema"]["schema"] = schema
+        content = message(post(persona, body))["content"]
+        assert only_json(content.partition("</think>")[2]) == expected

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.persona_answers import perturb
 from tests.standin_personas import (
     MODEL_OUTPUT_LIMIT,
     OVERLOADED_RETRY_AFTER,
@@ -24,7 +25,6 @@ from tests.standin_personas import (
     REFUSAL_TRIGGER,
     PersonaCall,
     PersonaUpstream,
-    perturb,
 )
 from tests.support.batches import content_of, line, run_batch
 from tests.support.service import RunningService, start_service
