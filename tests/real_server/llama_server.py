@@ -36,8 +36,9 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONTEXT_TOKENS = 4096
 SLOTS = 2
 THREADS = 2
-# The server's own cap on a call that sends no output budget, so a looping model costs
-# seconds in CI, not minutes; a call that sends a budget is bounded by that instead.
+# The server's own cap on a call that sends no output budget (768 tokens take some 30 s
+# on 2 cores), so a looping model costs CI half a minute, not a slot's whole context;
+# a call that sends a budget is bounded by that instead.
 SERVER_MAX_OUTPUT_TOKENS = 768
 STARTUP_SECONDS = 120
 
