@@ -1,0 +1,1 @@
+"""Tests against stand-ins with the habits of real LLM servers."""
