@@ -22,6 +22,7 @@ from service.llm.profiles import (
     MAX_COMPLETION_TOKENS,
     MAX_TOKENS,
     WEAKER_STYLE,
+    ResponseFormatStyle,
     UpstreamProfile,
 )
 from service.llm.request_shape import TOKEN_FIELDS, Adaptations, schema_keywords
@@ -179,6 +180,10 @@ def _adapt_field(
     if name == "response_format":
         current = adaptations.response_format or profile.response_format
         weaker = WEAKER_STYLE.get(current)
+        if _ONLY_TEXT_OR_JSON_OBJECT.search(complaint.text) and current in _SCHEMA_TYPES:
+            # The server names the types it takes: no json_schema of any kind, so step
+            # straight to json_object with the schema beside it, which such servers enforce.
+            weaker = ResponseFormatStyle.JSON_OBJECT_SCHEMA
         if weaker is None:
             return None
         adaptations.response_format = weaker
@@ -187,6 +192,10 @@ def _adapt_field(
         return None
     adaptations.dropped_fields.add(name)
     return f"leaving {name!r} out"
+
+
+_ONLY_TEXT_OR_JSON_OBJECT = re.compile(r"""['"]text['"]\s+or\s+['"]json_object['"]""")
+_SCHEMA_TYPES = frozenset({ResponseFormatStyle.JSON_SCHEMA_STRICT, ResponseFormatStyle.JSON_SCHEMA})
 
 
 def _tried(adaptations: Adaptations, field: str) -> bool:
