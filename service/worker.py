@@ -22,6 +22,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from service.durability import DiskDurability
 from service.line_runner import LineContext, error_line, run_line
 from service.llm.call_gate import GateClosed, set_call_gate
 from service.llm.factory import CapacityShare, build_backend, priced_model
@@ -187,7 +188,10 @@ class _WorkerLifecycle(Middleware):
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             dispatcher = ChunkDispatcher(broker, self.settings.queue_name, self.settings.chunk_size)
-            store = BatchStore(connect_async(self.redis_url))
+            redis = connect_async(self.redis_url)
+            # The sweeper's writes answer no client, so it never waits on them.
+            durability = DiskDurability(redis, self.settings.durable_write_timeout_ms)
+            store = BatchStore(redis, durability)
             sweeper = Sweeper(self.settings, store, dispatcher)
             self._sweep = asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop_thread.loop)
 
