@@ -29,6 +29,7 @@ from redis import exceptions as redis_errors
 
 from service import keys
 from service.errors import RouterUnavailable, StorageFull
+from service.redis_faults import is_disk_refusal
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,6 @@ class DiskDurability:
                     raise _not_on_disk(str(exc)) from exc
         if int(local) < 1:
             raise _not_on_disk(f"not fsynced within {self.timeout_ms} ms")
-
-
-def is_disk_refusal(exc: redis_errors.ResponseError) -> bool:
-    """Redis refuses writes after failing to write its AOF or RDB (a full disk, mostly)."""
-    return str(exc).startswith("MISCONF") or "No space left" in str(exc)
 
 
 def _not_on_disk(reason: str) -> RouterUnavailable:
