@@ -18,20 +18,26 @@ full (``MISCONF``) is a 507 naming the directory, not a 500.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Iterator
-from typing import cast
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from service import keys
 from service.errors import RouterUnavailable, StorageFull
-from service.redis_faults import is_disk_refusal
+from service.redis_faults import is_disk_refusal, is_store_fault
 
 log = logging.getLogger(__name__)
+
+# A write refused to the client is taken back within this long, retrying at this pace.
+TAKE_BACK_SECONDS = 600.0
+TAKE_BACK_PAUSE = 0.5
 
 
 @contextlib.contextmanager
@@ -62,6 +68,7 @@ class DiskDurability:
         self.redis = redis
         self.timeout_ms = timeout_ms
         self.mode = DiskWait.UNKNOWN
+        self._taking_back: set[asyncio.Task[None]] = set()
         # Where Redis keeps its files, to name in a disk-full error; learnt by ``probe``.
         self.redis_dir = "the Redis server's data directory"
 
@@ -74,10 +81,7 @@ class DiskDurability:
         except redis_errors.ResponseError as exc:
             if not is_disk_refusal(exc):
                 raise
-            raise StorageFull(
-                f"The batch store's disk is full: Redis cannot write to {self.redis_dir} "
-                f"({str(exc)[:160]}). Nothing was stored; free space and try again."
-            ) from exc
+            raise self._disk_full(str(exc)) from exc
 
     async def probe(self) -> DiskWait:
         """Find out once whether the server can confirm fsyncs; warn once if it cannot."""
@@ -120,7 +124,62 @@ class DiskDurability:
                     # appendonly switched off since start: nothing confirms the write.
                     raise _not_on_disk(str(exc)) from exc
         if int(local) < 1:
+            if await self._aof_write_failing():
+                raise self._disk_full("its append-only file cannot be written")
             raise _not_on_disk(f"not fsynced within {self.timeout_ms} ms")
+
+    async def take_back(self, undo: Callable[[], Awaitable[None]], what: str) -> None:
+        """Undo a write the client is told did not happen.
+
+        Redis refusing writes now (its disk full, or it is away) is when this is most
+        needed and least possible: then the undo is retried in the background until Redis
+        takes writes again, so what was refused does not reappear once it does.
+        """
+        try:
+            await undo()
+            return
+        except redis_errors.RedisError as exc:
+            if not is_store_fault(exc):
+                log.exception("could not take back %s", what)
+                return
+        log.warning("Redis refuses writes; %s is taken back once it accepts them", what)
+        retry = asyncio.get_running_loop().create_task(self._take_back_later(undo, what))
+        self._taking_back.add(retry)
+        retry.add_done_callback(self._taking_back.discard)
+
+    async def _take_back_later(self, undo: Callable[[], Awaitable[None]], what: str) -> None:
+        deadline = time.monotonic() + TAKE_BACK_SECONDS
+        while time.monotonic() < deadline:
+            await asyncio.sleep(TAKE_BACK_PAUSE)
+            try:
+                await undo()
+                return
+            except redis_errors.RedisError as exc:
+                if not is_store_fault(exc):
+                    break
+        log.error("could not take back %s; it may reappear", what)
+
+    async def check_writable(self) -> None:
+        """StorageFull if Redis has stopped writing its AOF, before a write it could not undo.
+
+        Redis takes the first write after its disk fills (in memory) and refuses the
+        next ones; a batch committed then could not be taken back.
+        """
+        if self.mode is DiskWait.WAITAOF and await self._aof_write_failing():
+            raise self._disk_full("its append-only file cannot be written")
+
+    async def _aof_write_failing(self) -> bool:
+        """Redis's last AOF write failed (it answers writes again only once one succeeds)."""
+        with contextlib.suppress(redis_errors.RedisError):
+            info: dict[str, Any] = await self.redis.info("persistence")
+            return str(info.get("aof_last_write_status", "ok")) != "ok"
+        return False
+
+    def _disk_full(self, reason: str) -> StorageFull:
+        return StorageFull(
+            f"The batch store's disk is full: Redis cannot write to {self.redis_dir} "
+            f"({reason[:160]}). Nothing was stored; free space and try again."
+        )
 
 
 def _not_on_disk(reason: str) -> RouterUnavailable:

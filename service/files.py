@@ -233,11 +233,13 @@ class FileStore:
         except BaseException:
             # Not acknowledged, so not kept: no metadata, and without it nobody can reach
             # the bytes either.
-            with contextlib.suppress(Exception):
+            async def undo() -> None:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.delete(keys.file(record.id))
                     pipe.zrem(keys.owner_files(owner), record.id)
                     await pipe.execute()
+
+            await self.durability.take_back(undo, f"file {record.id}")
             await anyio.to_thread.run_sync(lambda: final_path.unlink(missing_ok=True))
             raise
         return record

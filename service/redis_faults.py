@@ -10,11 +10,13 @@ _UNAVAILABLE_REPLIES = ("MISCONF", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAI
 
 def is_disk_refusal(exc: redis_errors.RedisError) -> bool:
     """Redis refuses writes after failing to write its AOF or RDB (a full disk, mostly)."""
-    return str(exc).startswith("MISCONF") or "No space left" in str(exc)
+    # Found anywhere: in a pipeline the reply comes wrapped ("Command # 1 ... caused error").
+    return "MISCONF" in str(exc) or "No space left" in str(exc)
 
 
 def is_store_fault(exc: redis_errors.RedisError) -> bool:
     """Redis unreachable, restarting, loading, or refusing writes for a full disk."""
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
         return True  # BusyLoadingError is a ConnectionError
-    return str(exc).startswith(_UNAVAILABLE_REPLIES)
+    message = str(exc)
+    return any(reply in message for reply in _UNAVAILABLE_REPLIES)

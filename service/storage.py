@@ -76,6 +76,7 @@ class BatchStore:
 
         Returns once the batch is on Redis's disk (see ``service.durability``).
         """
+        await self.durability.check_writable()
         with self.durability.writing():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.rename(keys.staging_lines(upload_id), keys.batch_lines(batch.id))
@@ -85,18 +86,44 @@ class BatchStore:
                 pipe.zadd(keys.undispatched(), {batch.id: batch.created_at})
                 pipe.zadd(keys.active_batches(), {batch.id: batch.created_at})
                 await pipe.execute()
-        await self.durability.settle()
+        try:
+            await self.durability.settle()
+        except BaseException:
+            await self._uncommit(batch)
+            raise
+
+    async def _uncommit(self, batch: NewBatch) -> None:
+        """Take back a batch the client is not told was stored (its fsync did not come).
+
+        If Redis is unreachable the batch may stay and run; a client's retry with the
+        same Idempotency-Key then finds it.
+        """
+
+        async def undo() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.batch(batch.id), keys.batch_lines(batch.id))
+                pipe.zrem(keys.owner_batches(batch.owner), batch.id)
+                pipe.zrem(keys.undispatched(), batch.id)
+                pipe.zrem(keys.active_batches(), batch.id)
+                await pipe.execute()
+
+        await self.durability.take_back(undo, f"batch {batch.id}")
 
     async def commit_failed_batch(
         self, batch: NewBatch, errors: list[dict[str, Any]], order: int
     ) -> None:
         """Record a batch whose input was rejected (the file flow): failed, with its errors."""
+        await self.durability.check_writable()
         with self.durability.writing():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.batch(batch.id), mapping=batch.as_failed_hash(errors))  # type: ignore[arg-type]
                 pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
                 await pipe.execute()
-        await self.durability.settle()
+        try:
+            await self.durability.settle()
+        except BaseException:
+            await self._uncommit(batch)
+            raise
 
     async def mark_dispatched(self, batch_id: str) -> None:
         with redis_unavailable_as_router_error():
