@@ -85,15 +85,18 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _stop_on_signals() -> None:
     """SIGTERM (systemd, ``docker stop``, supervisors) stops the service as Ctrl-C does.
 
-    uvicorn handles both while it serves, then restores this handler and raises the
-    signal again, which lands here: the cleanup below runs either way.
+    uvicorn handles SIGINT and SIGTERM while it serves, then restores this handler and
+    raises the signal again, which lands here: the cleanup below runs either way. A
+    closed terminal's SIGHUP would otherwise end this process alone, leaving the
+    embedded Valkey (in a process group of its own) running.
     """
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
 
 
 def _ignore_stop_signals() -> None:
     # A second Ctrl-C must not cut the cleanup short and leave children behind.
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
 
 

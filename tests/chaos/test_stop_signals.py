@@ -96,8 +96,19 @@ def _valkeys_on(data_dir: Path) -> list[int]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("command", ["serve", "api"])
-def test_sigterm_stops_every_child(tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [
+        ("serve", signal.SIGTERM),
+        ("api", signal.SIGTERM),
+        # A closed terminal: without a handler serve would die alone, its Valkey left.
+        ("serve", signal.SIGHUP),
+    ],
+    ids=["serve-SIGTERM", "api-SIGTERM", "serve-SIGHUP"],
+)
+def test_a_stop_signal_stops_every_child(
+    tmp_path: Path, command: str, signum: signal.Signals
+) -> None:
     # Given a running service with its embedded Valkey (and, for serve, a worker)
     started = _start(command, tmp_path)
     try:
@@ -108,7 +119,7 @@ def test_sigterm_stops_every_child(tmp_path: Path, command: str) -> None:
         assert len(children) == (2 if command == "serve" else 1)
 
         # When it gets SIGTERM, as systemd, docker stop and supervisors send it
-        started.process.send_signal(signal.SIGTERM)
+        started.process.send_signal(signum)
         output, _ = started.process.communicate(timeout=30)
     finally:
         started.end()
