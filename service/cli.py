@@ -91,7 +91,12 @@ def _stop_on_signals() -> None:
     embedded Valkey (in a process group of its own) running.
     """
     signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    signal.signal(signal.SIGHUP, _hang_up)
+
+
+def _hang_up(signum: int, frame: FrameType | None) -> None:
+    # As SIGTERM, so uvicorn shuts down in order if it is serving (it ignores SIGHUP).
+    signal.raise_signal(signal.SIGTERM)
 
 
 def _ignore_stop_signals() -> None:
