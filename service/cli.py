@@ -9,17 +9,23 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from types import FrameType
 
 from service.api.app import create_app
 from service.api.server import build_server
 from service.auth import ensure_generated_key
+from service.data_dir_lock import DataDirInUse, DataDirLock
 from service.redis_server import EmbeddedValkey, resolve_redis_url
 from service.runtime import tune_garbage_collector, use_fast_event_loop
 from service.settings import Settings, load_settings
 from service.worker import run_worker
 
 log = logging.getLogger("textbatch")
+
+# A stopping worker records what it finished and gives back the rest within this long.
+WORKER_STOP_SECONDS = 4.0
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -59,34 +65,102 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
     for process in workers:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
     for process in workers:
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            # Its unfinished chunks are not lost: the broker hands them to the next worker.
             process.kill()
+            process.wait()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (systemd, ``docker stop``, supervisors) stops the service as Ctrl-C does.
+
+    uvicorn handles SIGINT and SIGTERM while it serves, then restores this handler and
+    raises the signal again, which lands here: the cleanup below runs either way. A
+    closed terminal's SIGHUP would otherwise end this process alone, leaving the
+    embedded Valkey (in a process group of its own) running.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _hang_up)
+
+
+def _hang_up(signum: int, frame: FrameType | None) -> None:
+    # As SIGTERM, so uvicorn shuts down in order if it is serving (it ignores SIGHUP).
+    signal.raise_signal(signal.SIGTERM)
+
+
+def _ignore_stop_signals() -> None:
+    # A second Ctrl-C must not cut the cleanup short and leave children behind.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _lock_data_dir(settings: Settings) -> DataDirLock | None:
+    """Hold the data directory when this process will run the embedded Valkey on it."""
+    if settings.redis_url:
+        return None
+    try:
+        return DataDirLock.acquire(settings.data_dir)
+    except DataDirInUse as exc:
+        sys.exit(f"textbatch: {exc}")
+
+
+def _start_redis(
+    settings: Settings, lock: DataDirLock | None, role: str
+) -> tuple[str, EmbeddedValkey | None]:
+    keep_open = [lock.fd] if lock is not None else []
+    redis_url, embedded = resolve_redis_url(settings, keep_open=keep_open)
+    if lock is not None and embedded is not None:
+        lock.record(f"textbatch {role} PID {os.getpid()} (embedded Valkey PID {embedded.pid})")
+    return redis_url, embedded
 
 
 def command_serve(settings: Settings, workers: int) -> None:
-    _announce_key(settings)
-    redis_url, embedded = resolve_redis_url(settings)
+    _stop_on_signals()
+    lock = _lock_data_dir(settings)
+    embedded: EmbeddedValkey | None = None
     processes: list[subprocess.Popen[bytes]] = []
     try:
+        _announce_key(settings)
+        redis_url, embedded = _start_redis(settings, lock, "serve")
         processes = _start_workers(workers, redis_url)
         _serve_http(settings, redis_url)
+    except KeyboardInterrupt:
+        pass
     finally:
+        _ignore_stop_signals()
+        # Workers first, so they record what they finished; Valkey last.
         _stop_workers(processes)
         _stop_embedded(embedded)
+        if lock is not None:
+            lock.release()
 
 
 def command_api(settings: Settings) -> None:
-    _announce_key(settings)
-    redis_url, embedded = resolve_redis_url(settings)
-    if embedded is not None:
-        print(f"Embedded Redis at {redis_url}; start workers with TEXTBATCH_REDIS_URL={redis_url}")
+    _stop_on_signals()
+    lock = _lock_data_dir(settings)
+    embedded: EmbeddedValkey | None = None
     try:
+        _announce_key(settings)
+        redis_url, embedded = _start_redis(settings, lock, "api")
+        if embedded is not None:
+            hint = f"start workers with TEXTBATCH_REDIS_URL={redis_url}"
+            print(f"Embedded Redis at {redis_url}; {hint}", flush=True)
         _serve_http(settings, redis_url)
+    except KeyboardInterrupt:
+        pass
     finally:
+        _ignore_stop_signals()
         _stop_embedded(embedded)
+        if lock is not None:
+            lock.release()
 
 
 def command_worker(settings: Settings) -> None:

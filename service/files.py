@@ -1,8 +1,10 @@
 """The file store: uploaded files' bytes on disk, every file's metadata in Redis.
 
 An upload is written once, to a temp file inside the store root, and renamed to
-its final path only when it is complete; its metadata is stored after that. So a
-file is listed whole or not at all, and an interrupted upload leaves nothing.
+its final path only when it is complete and fsynced; its metadata is stored
+after that, and the upload is answered once that is on Redis's disk too. So a
+file is listed whole or not at all, an interrupted upload leaves nothing, and a
+full disk is a 507 that leaves nothing either.
 Batch output and error files have metadata only: their bytes are the batch's
 results, streamed from the batch store.
 """
@@ -22,9 +24,10 @@ import anyio
 import redis.asyncio as aioredis
 
 from service import keys
+from service.disk import fsync_directory, on_disk
+from service.durability import DiskDurability, redis_unavailable_as_router_error
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
 from service.ids import new_file_id
-from service.storage import redis_unavailable_as_router_error
 
 INCOMING_DIR = "incoming"
 UPLOADS_DIR = "uploads"
@@ -104,8 +107,11 @@ class IncomingFile:
     worker thread, so memory stays bounded and the event loop is not blocked.
     """
 
-    def __init__(self, file_id: str, temp_path: Path, handle: BinaryIO, limit: int) -> None:
+    def __init__(
+        self, file_id: str, temp_path: Path, handle: BinaryIO, limit: int, root: Path
+    ) -> None:
         self.file_id = file_id
+        self.root = root
         self.temp_path = temp_path
         self.limit = limit
         self.size = 0
@@ -124,18 +130,28 @@ class IncomingFile:
         if not self._pending or (len(self._pending) < WRITE_BATCH_BYTES and not force):
             return
         data, self._pending = bytes(self._pending), bytearray()
-        await anyio.to_thread.run_sync(self._handle.write, data)
+        await on_disk(self.root, lambda: self._handle.write(data))
 
     async def finish(self) -> None:
+        """Write the rest and fsync it: an acknowledged upload survives a power cut."""
         await self.flush(force=True)
-        await anyio.to_thread.run_sync(self._handle.close)
+
+        def sync_and_close() -> None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+        await on_disk(self.root, sync_and_close)
 
     async def discard(self) -> None:
         """Remove the temp file; safe to call more than once."""
         self._pending = bytearray()
 
         def remove() -> None:
-            self._handle.close()
+            # Closing flushes what the buffer holds, which fails on a full disk: the file
+            # goes either way.
+            with contextlib.suppress(OSError):
+                self._handle.close()
             self.temp_path.unlink(missing_ok=True)
 
         await anyio.to_thread.run_sync(remove)
@@ -144,9 +160,11 @@ class IncomingFile:
 class FileStore:
     """Reads and writes files under one directory and one Redis connection pool."""
 
-    def __init__(self, redis: aioredis.Redis, root: Path) -> None:
+    def __init__(self, redis: aioredis.Redis, root: Path, durability: DiskDurability) -> None:
         self.redis = redis
         self.root = root
+        # Every write a client is told succeeded waits for it to be on disk first.
+        self.durability = durability
 
     # -- uploads --------------------------------------------------------------------
 
@@ -174,8 +192,8 @@ class FileStore:
             incoming.mkdir(parents=True, exist_ok=True)
             return open(temp_path, "xb")
 
-        handle = await anyio.to_thread.run_sync(create)
-        return IncomingFile(file_id, temp_path, handle, limit)
+        handle = await on_disk(self.root, create)
+        return IncomingFile(file_id, temp_path, handle, limit, self.root)
 
     async def commit_upload(
         self, incoming: IncomingFile, *, owner: str, filename: str, purpose: str
@@ -188,8 +206,13 @@ class FileStore:
         def place() -> None:
             final_path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(incoming.temp_path, final_path)
+            fsync_directory(final_path.parent)
 
-        await anyio.to_thread.run_sync(place)
+        try:
+            await on_disk(self.root, place)
+        except BaseException:
+            await anyio.to_thread.run_sync(lambda: final_path.unlink(missing_ok=True))
+            raise
         record = FileRecord(
             id=incoming.file_id,
             owner=owner,
@@ -201,13 +224,22 @@ class FileStore:
             path=relative,
         )
         try:
-            with redis_unavailable_as_router_error():
+            with self.durability.writing():
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.hset(keys.file(record.id), mapping=record.as_hash())  # type: ignore[arg-type]
                     pipe.zadd(keys.owner_files(owner), {record.id: record.created_at})
                     await pipe.execute()
+            await self.durability.settle()
         except BaseException:
-            # Without metadata nobody can reach the bytes; do not keep them.
+            # Not acknowledged, so not kept: no metadata, and without it nobody can reach
+            # the bytes either.
+            async def undo() -> None:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(keys.file(record.id))
+                    pipe.zrem(keys.owner_files(owner), record.id)
+                    await pipe.execute()
+
+            await self.durability.take_back(undo, f"file {record.id}")
             await anyio.to_thread.run_sync(lambda: final_path.unlink(missing_ok=True))
             raise
         return record
@@ -301,11 +333,12 @@ class FileStore:
     async def delete(self, file_id: str, owner: str) -> FileRecord:
         """Remove the file's metadata, then its bytes if it is an upload."""
         record = await self.get(file_id, owner)
-        with redis_unavailable_as_router_error():
+        with self.durability.writing():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys.file(file_id))
                 pipe.zrem(keys.owner_files(owner), file_id)
                 await pipe.execute()
+        await self.durability.settle()
         if record.kind is FileKind.UPLOAD and record.path is not None:
             path = self.root / record.path
             with contextlib.suppress(FileNotFoundError):

@@ -15,9 +15,11 @@ from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 
 from service import keys
 from service.errors import Conflict, InvalidRequest
+from service.redis_faults import is_disk_refusal
 from service.storage import redis_unavailable_as_router_error
 
 KEY_TTL_SECONDS = 24 * 3600
@@ -96,7 +98,12 @@ class IdempotencyStore:
 
     async def release(self, owner: str, key: str) -> None:
         with redis_unavailable_as_router_error():
-            await self.redis.delete(self._key(owner, key))
+            try:
+                await self.redis.delete(self._key(owner, key))
+            except redis_errors.ResponseError as exc:
+                # Redis's disk is full: the claim stays, and a retry finds it stale.
+                if not is_disk_refusal(exc):
+                    raise
 
 
 def conflict(key: str) -> Conflict:

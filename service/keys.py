@@ -93,3 +93,8 @@ def capacity_waiters(upstream: str) -> str:
 def capacity_grants(upstream: str, process_id: str) -> str:
     """List: the waiters of one process that have just been given a slot."""
     return f"{PREFIX}:capacity:{upstream}:grants:{process_id}"
+
+
+def durability_mark() -> str:
+    """Counter: written before each WAITAOF so the wait covers every earlier write."""
+    return f"{PREFIX}:durability:mark"

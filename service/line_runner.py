@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from redis import exceptions as redis_errors
 
 from service.errors import InvalidRequest, LLMError
 from service.ids import derived_id
@@ -150,6 +151,8 @@ async def run_line(
         return await _run_passthrough_line(batch_id, index, custom_id, url, body, context)
     except GateClosed:
         raise  # the caller's own signal: it decides what the line's result is
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+        raise  # the service's fault, not the line's: its chunk runs again later
     except LLMError as exc:
         model = body.get("model") if isinstance(body, dict) else ""
         priced = context.task_priced_model if is_task else str(model)

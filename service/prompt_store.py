@@ -18,9 +18,9 @@ import orjson
 import redis.asyncio as aioredis
 
 from service import keys
+from service.durability import DiskDurability, redis_unavailable_as_router_error
 from service.errors import Conflict, InvalidRequest, NotFound
 from service.prompt_cache import TemplateCache
-from service.storage import redis_unavailable_as_router_error
 
 SLUG_PATTERN = re.compile(r"[a-z0-9-]{1,64}")
 MAX_PROMPTS_PER_KEY = 1000
@@ -133,8 +133,15 @@ def _summary(slug: str, values: list[bytes | None]) -> PromptSummary | None:
 class PromptStore:
     """Reads and writes prompts for one Redis connection pool; every call names the owner."""
 
-    def __init__(self, redis: aioredis.Redis, templates: TemplateCache | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        durability: DiskDurability,
+        templates: TemplateCache | None = None,
+    ) -> None:
         self.redis = redis
+        # Every write a client is told succeeded waits for it to be on disk first.
+        self.durability = durability
         # Compiled versions of the stored templates, shared by every submission.
         self.templates = templates or TemplateCache()
         self._create = redis.register_script(_CREATE)
@@ -151,10 +158,11 @@ class PromptStore:
             "1" if publish else "0",
             MAX_PROMPTS_PER_KEY,
         ]
-        with redis_unavailable_as_router_error():
+        with self.durability.writing():
             outcome = await self._create(
                 keys=[keys.prompt(owner, slug), keys.owner_prompts(owner)], args=args
             )
+        await self.durability.settle()
         if outcome == b"exists":
             raise Conflict(
                 f"A prompt with slug '{slug}' already exists; add a version to it instead.",
@@ -175,8 +183,9 @@ class PromptStore:
             MAX_VERSIONS_PER_PROMPT,
             str(version.created_at),
         ]
-        with redis_unavailable_as_router_error():
+        with self.durability.writing():
             number = int(await self._add_version(keys=[keys.prompt(owner, slug)], args=args))
+        await self.durability.settle()
         if number == -1:
             raise _not_found(slug)
         if number == -2:
@@ -189,10 +198,11 @@ class PromptStore:
 
     async def publish(self, owner: str, slug: str, version: int, now: int) -> None:
         """Make ``version`` the one lines use when they name no version."""
-        with redis_unavailable_as_router_error():
+        with self.durability.writing():
             outcome = int(
                 await self._publish(keys=[keys.prompt(owner, slug)], args=[version, str(now)])
             )
+        await self.durability.settle()
         if outcome == -1:
             raise _not_found(slug)
         if outcome == -2:
@@ -248,10 +258,11 @@ class PromptStore:
 
     async def delete(self, owner: str, slug: str) -> None:
         """Remove the prompt and every version; batches already submitted keep their lines."""
-        with redis_unavailable_as_router_error():
+        with self.durability.writing():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys.prompt(owner, slug))
                 pipe.zrem(keys.owner_prompts(owner), slug)
                 removed, _ = await pipe.execute()
+        await self.durability.settle()
         if not removed:
             raise _not_found(slug)

@@ -86,3 +86,13 @@ class ResultRecorder:
                     )
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every result handed in so far is stored; False if not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._writer is not None and not self._writer.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.wait({self._writer}, timeout=remaining)
+        return True

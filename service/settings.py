@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # worker's messages unrecovered for many minutes.
     maintenance_chance: int = Field(default=100_000, ge=1, le=1_000_000)
 
+    # How long an acknowledged write may wait for Redis to fsync it (WAITAOF) before the
+    # request is answered 503 instead of 200.
+    durable_write_timeout_ms: int = Field(default=5_000, ge=1, le=60_000)
+
     # Safety nets run by the workers' sweeper (seconds).
     sweep_interval: float = Field(default=5.0, gt=0)
     dispatch_grace: int = Field(default=30, ge=1)

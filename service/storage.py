@@ -8,14 +8,20 @@ are ``service.result_store``'s business.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from service import keys
-from service.errors import Conflict, NotFound, RouterUnavailable
+from service.durability import DiskDurability
+
+# Re-exported: the other stores import it from here.
+from service.durability import (
+    redis_unavailable_as_router_error as redis_unavailable_as_router_error,
+)
+from service.errors import Conflict, NotFound
 from service.records import BatchRecord, BatchStatus, NewBatch
 
 STAGING_TTL_SECONDS = 3600
@@ -31,19 +37,6 @@ return status
 """
 
 
-@contextlib.contextmanager
-def redis_unavailable_as_router_error() -> Iterator[None]:
-    """Translate Redis connection faults into the API's 503 at this edge."""
-    try:
-        yield
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        raise RouterUnavailable(
-            "The batch router cannot reach its Redis store; try again shortly."
-        ) from exc
-    except redis_errors.BusyLoadingError as exc:
-        raise RouterUnavailable("The batch router's Redis store is still loading.") from exc
-
-
 def _not_found(batch_id: str) -> NotFound:
     return NotFound(f"No batch found with id '{batch_id}'.", param="batch_id")
 
@@ -51,8 +44,10 @@ def _not_found(batch_id: str) -> NotFound:
 class BatchStore:
     """Reads and writes batches for one Redis connection pool."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, durability: DiskDurability) -> None:
         self.redis = redis
+        # Every write a client is told succeeded waits for it to be on disk first.
+        self.durability = durability
         self._cancel = redis.register_script(_REQUEST_CANCEL)
 
     # -- submission -----------------------------------------------------------------
@@ -66,7 +61,7 @@ class BatchStore:
         if not pages:
             return
         key = keys.staging_lines(upload_id)
-        with redis_unavailable_as_router_error():
+        with self.durability.writing():
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.rpush(key, *pages)
                 pipe.expire(key, STAGING_TTL_SECONDS)
@@ -77,8 +72,12 @@ class BatchStore:
             await self.redis.delete(keys.staging_lines(upload_id))
 
     async def commit_batch(self, batch: NewBatch, upload_id: str, order: int) -> None:
-        """Turn staged lines into a batch in one transaction, marked as not yet dispatched."""
-        with redis_unavailable_as_router_error():
+        """Turn staged lines into a batch in one transaction, marked as not yet dispatched.
+
+        Returns once the batch is on Redis's disk (see ``service.durability``).
+        """
+        await self.durability.check_writable()
+        with self.durability.writing():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.rename(keys.staging_lines(upload_id), keys.batch_lines(batch.id))
                 pipe.persist(keys.batch_lines(batch.id))
@@ -87,16 +86,44 @@ class BatchStore:
                 pipe.zadd(keys.undispatched(), {batch.id: batch.created_at})
                 pipe.zadd(keys.active_batches(), {batch.id: batch.created_at})
                 await pipe.execute()
+        try:
+            await self.durability.settle()
+        except BaseException:
+            await self._uncommit(batch)
+            raise
+
+    async def _uncommit(self, batch: NewBatch) -> None:
+        """Take back a batch the client is not told was stored (its fsync did not come).
+
+        If Redis is unreachable the batch may stay and run; a client's retry with the
+        same Idempotency-Key then finds it.
+        """
+
+        async def undo() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.batch(batch.id), keys.batch_lines(batch.id))
+                pipe.zrem(keys.owner_batches(batch.owner), batch.id)
+                pipe.zrem(keys.undispatched(), batch.id)
+                pipe.zrem(keys.active_batches(), batch.id)
+                await pipe.execute()
+
+        await self.durability.take_back(undo, f"batch {batch.id}")
 
     async def commit_failed_batch(
         self, batch: NewBatch, errors: list[dict[str, Any]], order: int
     ) -> None:
         """Record a batch whose input was rejected (the file flow): failed, with its errors."""
-        with redis_unavailable_as_router_error():
+        await self.durability.check_writable()
+        with self.durability.writing():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.batch(batch.id), mapping=batch.as_failed_hash(errors))  # type: ignore[arg-type]
                 pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
                 await pipe.execute()
+        try:
+            await self.durability.settle()
+        except BaseException:
+            await self._uncommit(batch)
+            raise
 
     async def mark_dispatched(self, batch_id: str) -> None:
         with redis_unavailable_as_router_error():
@@ -168,8 +195,9 @@ class BatchStore:
     async def request_cancel(self, batch_id: str, owner: str, now: int) -> BatchRecord:
         """Move a running batch to ``cancelling``; workers turn its unrun lines into errors."""
         await self.get_batch(batch_id, owner)  # 404 unless it is the caller's
-        with redis_unavailable_as_router_error():
+        with self.durability.writing():
             status = await self._cancel(keys=[keys.batch(batch_id)], args=[now])
+        await self.durability.settle()
         status_text = status.decode() if isinstance(status, bytes) else str(status)
         if status_text in {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED}:
             raise Conflict(

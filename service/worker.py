@@ -22,6 +22,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
+from service.durability import DiskDurability
 from service.line_runner import LineContext, error_line, run_line, task_limits
 from service.llm.call_gate import GateClosed, set_call_gate
 from service.llm.factory import CapacityShare, build_backend, priced_model
@@ -44,6 +45,10 @@ STATUS_FRESH_SECONDS = 0.1
 # little time each; with only as many lines as slots, a slot would idle meanwhile.
 # The backend's limiter bounds the calls in flight to ``llm_concurrency``.
 LINES_PER_CALL_SLOT = 2
+# A stopping worker gives its chunks this long to record what they finished.
+STOP_GRACE_SECONDS = 2.0
+# A chunk a stopping worker gave back is offered again after this long.
+RESUME_DELAY_MS = 200
 StopReason = tuple[str, str, LineOutcome]
 CANCELLED = (
     "batch_cancelled",
@@ -76,6 +81,9 @@ class ChunkRunner:
         self._looks: dict[str, _StatusLook] = {}
         self._looking: dict[str, asyncio.Future[_StatusLook]] = {}
         self._result_recorder: ResultRecorder | None = None
+        # Chunks running now, and whether the worker is stopping (then no chunk starts).
+        self._chunks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     def _recorder(self, results: ResultStore) -> ResultRecorder:
         if self._result_recorder is None:
@@ -124,6 +132,38 @@ class ChunkRunner:
         return look
 
     async def run_chunk(self, batch_id: str, start: int, stop: int) -> None:
+        if self._stopping:
+            raise dramatiq.Retry(delay=RESUME_DELAY_MS)
+        task = asyncio.current_task()
+        assert task is not None
+        self._chunks.add(task)
+        try:
+            await self._run_chunk(batch_id, start, stop)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Stopped by the worker's shutdown, not failed: the finished lines are recorded,
+            # the rest run when the chunk comes back.
+            raise dramatiq.Retry(delay=RESUME_DELAY_MS) from None
+        finally:
+            self._chunks.discard(task)
+
+    async def stop_chunks(self, grace: float) -> None:
+        """Stop running chunks and record what they finished, within about ``grace`` seconds.
+
+        Lines still calling the upstream are abandoned, not failed: their chunk goes back
+        to the queue and a worker runs them later (recorded lines are skipped then).
+        """
+        self._stopping = True
+        running = set(self._chunks)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=grace / 2)
+        if self._result_recorder is not None and not await self._result_recorder.drain(grace / 2):
+            log.warning("worker stopping before every finished line was recorded; they run again")
+
+    async def _run_chunk(self, batch_id: str, start: int, stop: int) -> None:
         results, context, semaphore = self._resources()
         recorder = self._recorder(results)
         state = await results.load_chunk(batch_id, start, stop)
@@ -190,7 +230,10 @@ class _WorkerLifecycle(Middleware):
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             dispatcher = ChunkDispatcher(broker, self.settings.queue_name, self.settings.chunk_size)
-            store = BatchStore(connect_async(self.redis_url))
+            redis = connect_async(self.redis_url)
+            # The sweeper's writes answer no client, so it never waits on them.
+            durability = DiskDurability(redis, self.settings.durable_write_timeout_ms)
+            store = BatchStore(redis, durability)
             sweeper = Sweeper(self.settings, store, dispatcher)
             self._sweep = asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop_thread.loop)
 
@@ -205,6 +248,12 @@ class _WorkerLifecycle(Middleware):
         self._stop.set()
         if self._sweep is not None:
             self._sweep.cancel()
+        loop_thread = get_event_loop_thread()
+        if loop_thread is not None:
+            loop_thread.run_coroutine(self.runner.stop_chunks(STOP_GRACE_SECONDS))
+
+    def after_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        # Only now: closing the clients while chunks still ran would fail their lines.
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(self.runner.aclose())
@@ -242,5 +291,5 @@ def run_worker(settings: Settings, redis_url: str) -> None:
     )
     stop.wait()
     log.info("worker stopping")
-    worker.stop()
+    worker.stop(timeout=int(STOP_GRACE_SECONDS * 1000))
     worker.broker.close()

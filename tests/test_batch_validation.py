@@ -211,4 +211,10 @@ def test_other_key_gets_404_for_a_batch(llm_service: RunningService) -> None:
 def test_health_and_readiness_need_no_key(llm_service: RunningService) -> None:
     assert httpx.get(f"{llm_service.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{llm_service.url}/readyz").json()
-    assert ready == {"status": "ready", "redis": "ok", "llm_backend": "openai-compatible"}
+    assert ready == {
+        "status": "ready",
+        "redis": "ok",
+        "llm_backend": "openai-compatible",
+        "storage": "ok",
+        "message": None,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,8 @@ from service.api import batches, chat, files, health, prompts
 from service.api.deps import AppState
 from service.api.errors import error_response, install_error_handlers
 from service.auth import Keyring, build_keyring
-from service.errors import PayloadTooLarge, TextbatchError, UnsupportedMediaType
+from service.durability import DiskDurability
+from service.errors import PayloadTooLarge, RouterUnavailable, TextbatchError, UnsupportedMediaType
 from service.files import FileStore
 from service.idempotency import IdempotencyStore
 from service.llm.factory import CapacityShare, build_backend
@@ -122,8 +124,13 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         backend = build_backend(settings, share)
         # One backend per upstream: task and pass-through calls share its limit.
         upstreams = UpstreamRouter(settings, share, task_backend=backend)
-        store = BatchStore(redis)
-        file_store = FileStore(redis, settings.data_dir / "files")
+        durability = DiskDurability(redis, settings.durable_write_timeout_ms)
+        # Said at start (one warning) if Redis cannot confirm fsyncs; a Redis down now is
+        # probed again on the first write.
+        with contextlib.suppress(RouterUnavailable):
+            await durability.probe()
+        store = BatchStore(redis, durability)
+        file_store = FileStore(redis, settings.data_dir / "files", durability)
         templates = TemplateCache(
             TemplateLimits(
                 per_key_chars=settings.template_cache_chars_per_key,
@@ -131,7 +138,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
                 submission_chars=settings.max_template_chars_per_request,
             )
         )
-        prompt_store = PromptStore(redis, templates)
+        prompt_store = PromptStore(redis, durability, templates)
         await anyio.to_thread.run_sync(file_store.remove_abandoned_uploads)
         dispatcher = ChunkDispatcher(broker, settings.queue_name, settings.chunk_size)
         app.state.textbatch = AppState(

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis import exceptions as redis_errors
 
 from service.api.deps import StateDep
 from service.api.schemas import Health, Readiness
+from service.disk import has_room
 from service.llm.factory import backend_label
+from service.redis_faults import is_disk_refusal
 
 router = APIRouter(tags=["health"])
+
+# Below this much free space under the data directory the service says it is not ready:
+# an upload or the next AOF rewrite would fail.
+MIN_FREE_BYTES = 1 << 20
 
 
 @router.get("/healthz", response_model=Health)
@@ -21,13 +28,28 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: StateDep) -> Readiness | JSONResponse:
-    """Redis answers, and which LLM backend is configured."""
+    """Redis answers, both disks have room, and which LLM backend is configured."""
     label = backend_label(state.settings)
+    data_dir = state.settings.data_dir
+    redis_state, storage, message = "ok", "ok", None
+    if not await anyio.to_thread.run_sync(has_room, data_dir, MIN_FREE_BYTES):
+        storage, message = "full", f"The disk under the data directory {data_dir} is full."
     try:
         await state.store.redis.ping()
     except (redis_errors.ConnectionError, redis_errors.TimeoutError):
-        return JSONResponse(
-            Readiness(status="unavailable", redis="unreachable", llm_backend=label).model_dump(),
-            status_code=503,
+        redis_state = "unreachable"
+    except redis_errors.ResponseError as exc:
+        if not is_disk_refusal(exc):
+            raise
+        redis_state, storage = "disk_full", "full"
+        message = f"Redis cannot write to {state.store.durability.redis_dir}: its disk is full."
+    if redis_state != "ok" or storage != "ok":
+        not_ready = Readiness(
+            status="unavailable",
+            redis=redis_state,
+            llm_backend=label,
+            storage=storage,
+            message=message,
         )
+        return JSONResponse(not_ready.model_dump(), status_code=503)
     return Readiness(status="ready", redis="ok", llm_backend=label)

@@ -138,6 +138,9 @@ class Readiness(BaseModel):
     status: str
     redis: str
     llm_backend: str
+    # "ok", or "full" when the data directory's disk (or Redis's) has no room left.
+    storage: str = "ok"
+    message: str | None = None
 
 
 class LineFaultPublic(BaseModel):

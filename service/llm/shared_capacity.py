@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from service import keys
+from service.redis_faults import is_store_fault
 from service.redis_server import connect_async
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,11 @@ GRANT_POLL_SECONDS = 1.0
 KEEP_SECONDS = 0.02
 
 
+# A batch line waiting for Redis to come back looks again after these pauses (doubling).
+REDIS_RETRY_FIRST_PAUSE = 0.2
+REDIS_RETRY_MAX_PAUSE = 2.0
+
+
 class Priority(IntEnum):
     """Who is calling: realtime requests are served before batch lines."""
 
@@ -170,6 +176,27 @@ class SharedCapacity:
             await self._put_back(member)
 
     async def _take(self) -> str:
+        """A slot from Redis; a batch line waits out a Redis restart instead of failing.
+
+        Redis down is the service's fault, not the line's: the line runs once Redis is
+        back. A realtime caller is answered at once (503) rather than held.
+        """
+        pause = REDIS_RETRY_FIRST_PAUSE
+        while True:
+            try:
+                return await self._take_once()
+            except redis_errors.RedisError as exc:
+                if self.priority is Priority.REALTIME or not is_store_fault(exc):
+                    raise
+                if pause == REDIS_RETRY_FIRST_PAUSE:
+                    log.warning(
+                        "shared capacity: Redis unavailable (%s); lines wait for it",
+                        type(exc).__name__,
+                    )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, REDIS_RETRY_MAX_PAUSE)
+
+    async def _take_once(self) -> str:
         """A slot from Redis: free now, or handed over when it is this caller's turn."""
         self._client()
         member = f"{self._process}|{next(self._numbers)}"
