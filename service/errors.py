@@ -15,6 +15,7 @@
         ├── UpstreamTimeout             no answer in time
         ├── UpstreamFailed              5xx, connection reset, refused
         ├── UpstreamRejected            a 4xx other than 429, or a 3xx: retrying will not help
+        │   └── ContextLengthExceeded   the prompt is over the model's context window
         ├── UpstreamResponseTooLarge    the answer is over TEXTBATCH_LLM_MAX_RESPONSE_BYTES
         ├── ModelRefused                the model declined (``message.refusal``)
         └── InvalidModelOutput          the answer is not JSON or breaks the task schema
@@ -232,3 +233,9 @@ class OutputTruncated(InvalidModelOutput):
     """The answer was cut off at the output budget, also after a re-ask with a larger one."""
 
     code = "output_truncated"
+
+
+class ContextLengthExceeded(UpstreamRejected):
+    """The upstream says the prompt does not fit the model's context window."""
+
+    code = "context_length_exceeded"

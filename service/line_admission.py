@@ -18,6 +18,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from typing_extensions import TypedDict
 
 from tasks.base import DEFAULT_LIMITS, MAX_TOKENS_LIMIT, SEED_BOUND
+from tasks.extract import MAX_PASSES
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
 # Not blank as ``str.strip`` sees it: Unicode White_Space plus the four separators
@@ -38,6 +39,7 @@ LabelName = Annotated[str, Field(pattern=NOT_BLANK, max_length=DEFAULT_LIMITS.ma
 class _Label(TypedDict):
     name: LabelName
     rubric: Annotated[str, Field(pattern=NOT_BLANK)]
+    aggregate: NotRequired[Literal["any", "all", "majority"]]
 
 
 def _unique_names(labels: list[_Label]) -> list[_Label]:
@@ -72,6 +74,7 @@ def _line_validators(
             Field(min_length=1, max_length=DEFAULT_LIMITS.max_entity_labels),
         ]
         offset_unit: NotRequired[Literal["codepoint", "utf16", "utf8"]]
+        passes: NotRequired[Annotated[int, Field(ge=1, le=MAX_PASSES)]]
 
     class _Classify(_Common):
         model: Literal["classify"]

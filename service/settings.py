@@ -26,6 +26,8 @@ class UpstreamConfig(BaseModel):
     # A built-in profile name (``openai``, ``vllm``, ``ollama``…); unset: inferred from
     # the base URL and model name.
     profile: str | None = None
+    # The model's context window in tokens; unset: the profile's default.
+    context_tokens: int | None = Field(default=None, ge=256)
 
     @field_validator("profile")
     @classmethod
@@ -80,6 +82,9 @@ class Settings(BaseSettings):
     llm_max_output_tokens: int = Field(default=16_384, ge=16, le=1_000_000)
     # Built-in upstream profile of the default upstream; unset: inferred.
     llm_profile: str | None = None
+    # The default upstream model's context window in tokens; unset: the profile's default.
+    # Task lines whose prompt, text and output budget do not fit are split.
+    llm_context_tokens: int | None = Field(default=None, ge=256)
     llm_max_attempts: int = Field(default=4, ge=1, le=20)
     llm_backoff_base: float = Field(default=0.5, ge=0)
     llm_backoff_max: float = Field(default=20.0, ge=0)

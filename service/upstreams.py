@@ -72,6 +72,7 @@ class UpstreamRouter:
                 upstream=DEFAULT_PROVIDER,
                 share=share,
                 profile=settings.llm_profile,
+                context_tokens=settings.llm_context_tokens,
             )
         self._named: dict[str, OpenAICompatibleBackend] = {
             name: build_openai_backend(
@@ -81,6 +82,7 @@ class UpstreamRouter:
                 upstream=name,
                 share=share,
                 profile=upstream.profile,
+                context_tokens=upstream.context_tokens,
             )
             for name, upstream in settings.upstreams.items()
         }

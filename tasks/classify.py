@@ -27,6 +27,8 @@ class LabelRubric(BaseModel):
 
     name: str
     rubric: Annotated[str, Field(min_length=1)]
+    # How the verdicts of the chunks of a long text combine: any chunk, all, or most.
+    aggregate: Literal["any", "all", "majority"] = "any"
 
     @model_validator(mode="before")
     @classmethod

@@ -29,23 +29,15 @@ from tasks.base import (
     TaskRequest,
 )
 from tasks.base import UnknownTaskModel as UnknownTaskModel
+from tasks.extract import ExtractRequest, add_new_spans, in_offset_unit
+from tasks.long_text import PASS_TEMPERATURE, first_failure_wins, plan_single_call, run_long
+from tasks.outcome import TaskOutcome as TaskOutcome
+from tasks.outcome import merged_outcome
 from tasks.reasoning_allowance import learn_reasoning, reasoning_allowance
 from tasks.registry import TASKS, get_task
 
 # How much of a rejected answer to show in the error message.
 _ANSWER_EXCERPT_CHARS = 200
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOutcome:
-    """A task's result with the accounting of every model call it took."""
-
-    result: dict[str, Any]
-    model: str
-    finish_reason: str
-    usage: Usage
-    attempts: int
-    request_id: str | None
 
 
 class _AnswerInvalid(Exception):
@@ -184,7 +176,59 @@ async def run_task(
     *,
     limits: TaskLimits = DEFAULT_LIMITS,
 ) -> TaskOutcome:
-    """Ask ``backend`` for the task's answer, re-asking when the answer is unusable.
+    """The task's result for a text of any length (``tasks.long_text`` splits long ones).
+
+    Raises as ``run_single`` does; a long text's error names the chunk that failed.
+    """
+    if isinstance(request, ExtractRequest):
+        return await _run_extract(task, request, backend, limits)
+    return await _run_any_length(task, request, backend, limits)
+
+
+async def _run_any_length(
+    task: AnyTask, request: TaskRequest, backend: ChatBackend, limits: TaskLimits
+) -> TaskOutcome:
+    cap = output_cap(backend, limits)
+    context = backend.context_tokens
+    if context is None:
+        return await run_single(task, request, backend, limits)
+    single_cap = plan_single_call(task, request, context, cap)
+    if single_cap is not None:
+        if single_cap < cap:
+            limits = replace(limits, max_output_tokens=single_cap)
+        return await run_single(task, request, backend, limits)
+    return await run_long(task, request, backend, limits, cap, context, run_single)
+
+
+async def _run_extract(
+    task: AnyTask, request: ExtractRequest, backend: ChatBackend, limits: TaskLimits
+) -> TaskOutcome:
+    """extract in code points, once per pass (concurrently), then in the caller's unit.
+
+    Later passes sample (``PASS_TEMPERATURE`` unless the line sets a temperature, and
+    another seed) and add only spans that overlap none found before, as the first
+    pass's reading wins. ``ungrounded`` is the first pass's.
+    """
+    first = request.model_copy(update={"offset_unit": "codepoint", "passes": 1})
+    seed = DEFAULT_SEED if request.seed is None else request.seed
+    temperature = PASS_TEMPERATURE if request.temperature is None else request.temperature
+    runs = [first] + [
+        first.model_copy(update={"temperature": temperature, "seed": seed + number})
+        for number in range(1, request.passes)
+    ]
+    calls = [_run_any_length(task, run, backend, limits) for run in runs]
+    outcomes = await first_failure_wins(calls, len(calls))
+    entities = outcomes[0].result["entities"]
+    for later in outcomes[1:]:
+        entities = add_new_spans(entities, later.result["entities"])
+    result = {"entities": entities, "ungrounded": outcomes[0].result.get("ungrounded", 0)}
+    return merged_outcome(outcomes, in_offset_unit(request.text, result, request.offset_unit))
+
+
+async def run_single(
+    task: AnyTask, request: TaskRequest, backend: ChatBackend, limits: TaskLimits
+) -> TaskOutcome:
+    """Ask ``backend`` for the task's answer in one call, re-asking when it is unusable.
 
     An unusable answer is asked again once with a note; one cut off at the output
     budget (``finish_reason == "length"``) once with a larger budget, within the cap.

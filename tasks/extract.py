@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import unicodedata
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ ENVELOPE_TOKENS = 64
 TOKENS_PER_ENTITY = 16
 CHARS_PER_MENTION = 16
 MIN_ENTITIES = 16
+MAX_PASSES = 3
 
 
 class ExtractRequest(TaskRequest):
@@ -35,6 +37,9 @@ class ExtractRequest(TaskRequest):
     model: Literal["extract"]
     entities: Annotated[dict[StrictStr, StrictStr], Field(min_length=1)]
     offset_unit: OffsetUnit = "codepoint"
+    # Extraction runs this many times over the text; later passes add the spans the
+    # earlier ones missed (recall at the price of more calls).
+    passes: Annotated[int, Field(ge=1, le=MAX_PASSES)] = 1
 
     @field_validator("entities", mode="before")
     @classmethod
@@ -147,6 +152,53 @@ def converted_offsets(text: str, offsets: Iterable[int], unit: OffsetUnit) -> di
     return converted
 
 
+def merge_entities(found: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``found`` in text order with each mention once: of two spans of one type that
+    overlap (the same mention seen by two overlapping chunks), the longer is kept."""
+    kept: list[dict[str, Any]] = []
+    last_of_type: dict[str, int] = {}
+    for entity in sorted(found, key=lambda e: (e["start"], e["start"] - e["end"])):
+        index = last_of_type.get(entity["type"])
+        if index is not None and kept[index]["end"] > entity["start"]:
+            if entity["end"] - entity["start"] > kept[index]["end"] - kept[index]["start"]:
+                kept[index] = entity
+            continue
+        last_of_type[entity["type"]] = len(kept)
+        kept.append(entity)
+    return sorted(kept, key=lambda e: (e["start"], e["end"]))
+
+
+def add_new_spans(
+    kept: list[dict[str, Any]], candidates: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``kept`` with the ``candidates`` that overlap none of its spans, in text order."""
+    spans = sorted((e["start"], e["end"]) for e in kept)
+    starts = [start for start, _ in spans]
+    added = list(kept)
+    for entity in candidates:
+        at = bisect.bisect_right(starts, entity["start"])
+        before = spans[at - 1] if at else None
+        after = spans[at] if at < len(spans) else None
+        if (before and before[1] > entity["start"]) or (after and after[0] < entity["end"]):
+            continue
+        spans.insert(at, (entity["start"], entity["end"]))
+        starts.insert(at, entity["start"])
+        added.append(entity)
+    return sorted(added, key=lambda e: (e["start"], e["end"]))
+
+
+def in_offset_unit(text: str, result: dict[str, Any], unit: OffsetUnit) -> dict[str, Any]:
+    """``result`` with its entities' code-point offsets of ``text`` given in ``unit``."""
+    if unit == "codepoint":
+        return result
+    entities = result["entities"]
+    offsets = [entity["start"] for entity in entities] + [entity["end"] for entity in entities]
+    converted = converted_offsets(text, offsets, unit)
+    for entity in entities:
+        entity["start"], entity["end"] = converted[entity["start"]], converted[entity["end"]]
+    return result
+
+
 def output_budget_for(text: str, cap: int) -> tuple[int, int]:
     """The output token budget and the most entities an extract answer may list.
 
@@ -191,13 +243,8 @@ class ExtractTask(Task[ExtractRequest]):
         mentions, malformed = read_mentions(answer, request.entities)
         grounding = ground_mentions(request.text, mentions)
         entities = [_entity_object(entity) for entity in grounding.entities]
-        if request.offset_unit != "codepoint":
-            offsets = [entity.start for entity in grounding.entities]
-            offsets += [entity.end for entity in grounding.entities]
-            converted = converted_offsets(request.text, offsets, request.offset_unit)
-            for item in entities:
-                item["start"], item["end"] = converted[item["start"]], converted[item["end"]]
-        return {"entities": entities, "ungrounded": grounding.ungrounded + malformed}
+        result = {"entities": entities, "ungrounded": grounding.ungrounded + malformed}
+        return in_offset_unit(request.text, result, request.offset_unit)
 
     def output_budget(self, request: ExtractRequest, cap: int) -> int:
         return output_budget_for(request.text, cap)[0]

@@ -34,9 +34,9 @@ scalars = st.one_of(
 )
 labels = st.lists(
     st.dictionaries(
-        st.sampled_from(["name", "rubric", "weight"]),
-        st.one_of(edge_text, scalars),
-        max_size=3,
+        st.sampled_from(["name", "rubric", "weight", "aggregate"]),
+        st.one_of(edge_text, scalars, st.sampled_from(["any", "all", "majority", "most"])),
+        max_size=4,
     ),
     max_size=4,
 )
@@ -53,6 +53,8 @@ field_values = {
     "labels": st.one_of(labels, scalars, entities),
     "document": scalars,
     "prompt_slug": scalars,
+    "passes": st.one_of(scalars, st.sampled_from([1, 2, 3, 4])),
+    "offset_unit": st.one_of(scalars, st.sampled_from(["codepoint", "utf16", "utf8", "bytes"])),
 }
 
 

@@ -36,7 +36,8 @@ RIGHT_ENTITIES = [
     {"type": "city", "text": "São Paulo"},
     {"type": "org", "text": "Acme Corp"},
 ]
-RIGHT_LABELS = [{"name": "refund", "match": True}, {"name": "weather", "match": False}]
+# In the shape classify's schema asks for: one boolean per label name.
+RIGHT_LABELS = {"refund": True, "weather": False}
 
 
 def task_request(body: dict[str, Any], **fields: Any) -> dict[str, Any]:

@@ -39,6 +39,10 @@ GOOD_CLASSIFY = '{"labels": {"refund": true, "Late Delivery": false}}'
 class ScriptedBackend:
     """Answers each request with the next scripted reply and records what it was asked."""
 
+    # As a backend with no budget cap of its own and room for any text.
+    output_token_cap = 1_000_000
+    context_tokens: int | None = None
+
     def __init__(self, replies: list[ChatReply | Exception], cap: int | None = None) -> None:
         self.replies = replies
         self.requests: list[ChatRequest] = []

@@ -343,6 +343,10 @@ def test_summary_is_stripped_and_must_not_be_empty() -> None:
 class ScriptedBackend:
     """Answers each request with the next scripted reply and records what it was asked."""
 
+    # As a backend with no budget cap of its own and room for any text.
+    output_token_cap = 1_000_000
+    context_tokens: int | None = None
+
     def __init__(self, replies: list[ChatReply | Exception]) -> None:
         self.replies = replies
         self.requests: list[ChatRequest] = []

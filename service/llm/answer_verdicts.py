@@ -6,9 +6,16 @@ key scrubbed; a pass-through answer that is not a JSON object is wrapped as one.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from service.errors import LLMError, UpstreamFailed, UpstreamRateLimited, UpstreamRejected
+from service.errors import (
+    ContextLengthExceeded,
+    LLMError,
+    UpstreamFailed,
+    UpstreamRateLimited,
+    UpstreamRejected,
+)
 from service.llm.adaptation import read_complaint
 from service.llm.base import Usage
 from service.llm.http_exchange import UpstreamAnswer, scrub
@@ -16,12 +23,30 @@ from service.llm.profiles import UpstreamProfile
 from service.llm.reply_reading import UnusableBody, text_or_none
 
 _EXCERPT_CHARS = 200
+# OpenAI's and LiteLLM's "maximum context length", vLLM's "maximum context length is N
+# tokens", llama.cpp's exceed_context_size_error and "exceeds the available context size",
+# Ollama's and others' "context window" / "context length".
+_CONTEXT_OVERFLOW = re.compile(
+    r"context[_ ]length|context window|context size|maximum context|exceed_context_size"
+    r"|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+
+
+def is_context_overflow(response: UpstreamAnswer) -> bool:
+    """Whether the answer says the prompt does not fit the model's context."""
+    if response.status_code not in (400, 413, 422, 500):
+        return False
+    complaint = read_complaint(response.content)
+    return "context_length_exceeded" in complaint.codes or bool(
+        _CONTEXT_OVERFLOW.search(complaint.text)
+    )
 
 
 def is_transient(response: UpstreamAnswer, profile: UpstreamProfile) -> bool:
     """Whether asking again may get another answer."""
     status = response.status_code
-    if status not in profile.transient_statuses:
+    if status not in profile.transient_statuses or is_context_overflow(response):
         return False
     # A 5xx that says the request itself is invalid (llama-cpp-python's 500 on a
     # response_format it does not take) will fail again however often it is sent.
@@ -53,6 +78,8 @@ def rejection(response: UpstreamAnswer, calls: int, secret: str | None) -> LLMEr
         message = f"upstream redirected the request with HTTP {status}; redirects are not followed"
         return UpstreamRejected(message, attempts=calls, upstream_status=status)
     message = f"upstream rejected the request with HTTP {status}: {excerpt(response, secret)}"
+    if is_context_overflow(response):
+        return ContextLengthExceeded(message, attempts=calls, upstream_status=status)
     invalid = status >= 500 and read_complaint(response.content).says_request_invalid
     kind = UpstreamFailed if status >= 500 and not invalid else UpstreamRejected
     return kind(message, attempts=calls, upstream_status=status)

@@ -85,6 +85,11 @@ class ChatBackend(Protocol):
         """The largest output budget a call is sent with; a larger ``max_tokens`` is clamped."""
         ...
 
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens, or ``None`` when any length fits."""
+        ...
+
     async def complete(self, request: ChatRequest) -> ChatReply:
         """Answer one request, retrying transient faults; raise ``LLMError`` when it cannot."""
         ...

@@ -37,6 +37,7 @@ def build_backend(settings: Settings, share: CapacityShare | None = None) -> Cha
         upstream=DEFAULT_UPSTREAM,
         share=share,
         profile=settings.llm_profile,
+        context_tokens=settings.llm_context_tokens,
     )
 
 
@@ -48,6 +49,7 @@ def build_openai_backend(
     upstream: str = DEFAULT_UPSTREAM,
     share: CapacityShare | None = None,
     profile: str | None = None,
+    context_tokens: int | None = None,
 ) -> OpenAICompatibleBackend:
     """An HTTP client for one upstream, with the settings' model, timeout, retries and pool.
 
@@ -84,6 +86,7 @@ def build_openai_backend(
         timeout=settings.llm_timeout,
         connect_timeout=settings.llm_connect_timeout,
         profile=choose_profile(profile, base_url, settings.llm_model),
+        context_tokens=context_tokens,
         max_output_tokens=settings.llm_max_output_tokens,
         max_response_bytes=settings.llm_max_response_bytes,
         retry=RetryPolicy(

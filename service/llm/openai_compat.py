@@ -90,6 +90,7 @@ class OpenAICompatibleBackend:
         profile: UpstreamProfile = PROFILES["generic"],
         max_output_tokens: int = 16_384,
         max_response_bytes: int = _DEFAULT_MAX_RESPONSE_BYTES,
+        context_tokens: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -103,6 +104,7 @@ class OpenAICompatibleBackend:
         self.profile = profile
         self.max_output_tokens = max_output_tokens
         self.max_response_bytes = max_response_bytes
+        self._context_tokens = context_tokens or profile.context_tokens
         # What this upstream refused for our model, learned in this process.
         self.adaptations = Adaptations()
         self._client: aiohttp.ClientSession | None = None
@@ -118,6 +120,11 @@ class OpenAICompatibleBackend:
         cap = min(self.profile.output_token_cap, self.max_output_tokens)
         learned = self.adaptations.output_token_cap
         return min(cap, learned) if learned is not None else cap
+
+    @property
+    def context_tokens(self) -> int:
+        """The model's context window: prompt and output budget of a call must fit in it."""
+        return self._context_tokens
 
     def __repr__(self) -> str:
         # The key is left out on purpose: reprs end up in logs and tracebacks.

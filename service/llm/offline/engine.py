@@ -99,6 +99,11 @@ class OfflineEngine:
         # The engine writes what the heuristics give; no budget ever cuts it.
         return OFFLINE_OUTPUT_TOKEN_CAP
 
+    @property
+    def context_tokens(self) -> int | None:
+        # The engine reads any length in one pass, in time linear in the text.
+        return None
+
     async def complete(self, request: ChatRequest) -> ChatReply:
         answerer = ANSWERERS.get(request.task or "")
         if answerer is None:
