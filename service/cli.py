@@ -18,7 +18,7 @@ from service.api.server import build_server
 from service.auth import ensure_generated_key
 from service.data_dir_lock import DataDirInUse, DataDirLock
 from service.redis_server import EmbeddedValkey, resolve_redis_url
-from service.runtime import tune_garbage_collector, use_fast_event_loop
+from service.runtime import die_with_parent, tune_garbage_collector, use_fast_event_loop
 from service.settings import Settings, load_settings
 from service.worker import run_worker
 
@@ -56,7 +56,9 @@ def _serve_http(settings: Settings, redis_url: str) -> None:
 def _start_workers(count: int, redis_url: str) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, "TEXTBATCH_REDIS_URL": redis_url}
     return [
-        subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)
+        subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"], env=env, preexec_fn=die_with_parent
+        )
         for _ in range(count)
     ]
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from service.runtime import die_with_parent
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,18 @@ class EmbeddedValkey:
     """
 
     def __init__(
-        self, data_dir: Path, port: int | None = None, *, keep_open: Sequence[int] = ()
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        keep_open: Sequence[int] = (),
+        end_with_parent: bool = False,
     ) -> None:
         self.data_dir = data_dir / "valkey"
         self.port = port
         self._keep_open = tuple(keep_open)
+        # The service's own server stops (gracefully, on SIGTERM) if its owner is killed.
+        self._end_with_parent = end_with_parent
         self._process: subprocess.Popen[bytes] | None = None
 
     def _config(self, port: int) -> dict[str, str]:
@@ -75,6 +83,7 @@ class EmbeddedValkey:
                 cwd=self.data_dir,
                 process_group=0,
                 pass_fds=self._keep_open,
+                preexec_fn=die_with_parent if self._end_with_parent else None,
             )
         self.port = port
         try:
@@ -146,7 +155,7 @@ def resolve_redis_url(
     """The Redis URL to hand to API and workers, starting embedded Valkey when none is set."""
     if settings.redis_url:
         return settings.redis_url, None
-    server = EmbeddedValkey(settings.data_dir, keep_open=keep_open)
+    server = EmbeddedValkey(settings.data_dir, keep_open=keep_open, end_with_parent=True)
     return server.start(), server
 
 

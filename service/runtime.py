@@ -1,4 +1,4 @@
-"""How every textbatch process runs: its event loop implementation and its garbage collector.
+"""How every textbatch process runs: its event loop, its garbage collector, its lifetime.
 
 uvloop's loop and transports are written in C: a worker spends much of its
 time scheduling callbacks and writing to sockets, and on uvloop that costs
@@ -16,8 +16,11 @@ start-up are frozen out of them.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
+import signal
+import sys
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +46,20 @@ def tune_garbage_collector() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before it runs: end with SIGTERM when the process that started it dies.
+
+    A ``textbatch serve`` killed with SIGKILL runs no cleanup; without this its
+    workers and embedded Valkey would run on, unowned. Linux only; elsewhere a no-op.
+    Call it from the thread that stays alive for the child's lifetime (the main one):
+    the signal follows the death of the thread that started the child.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
