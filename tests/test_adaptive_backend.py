@@ -12,8 +12,8 @@ from service.llm.factory import build_openai_backend
 from service.llm.limiter import AdaptiveLimiter
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.llm.retry import RetryPolicy
+from service.llm.routing import UpstreamRouter
 from service.settings import UpstreamConfig, load_settings
-from service.upstreams import UpstreamRouter
 from tests.standin_upstream import StandinUpstream
 
 QUICK_RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)

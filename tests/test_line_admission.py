@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.line_admission import LineAdmission
-from service.line_validation import LineRules, validate_line
+from service.intake.admission import LineAdmission
+from service.intake.validation import LineRules, validate_line
 
 MAX_TEXT = 40
 RULES = LineRules(max_text_chars=MAX_TEXT, endpoint=None, route_fault=lambda _: None)

@@ -14,8 +14,8 @@ from service.llm.factory import build_backend
 from service.llm.limiter import AdaptiveLimiter
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.llm.retry import RetryPolicy
+from service.llm.routing import UpstreamRouter
 from service.settings import Settings
-from service.upstreams import UpstreamRouter
 from tests.unruly_upstream import Scripted, UnrulyUpstream, completion
 
 REQUEST = ChatRequest(messages=[{"role": "user", "content": "hello"}])

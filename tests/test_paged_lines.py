@@ -9,9 +9,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from service import keys
-from service.ingest import PAGE_LINES
-from service.result_store import ResultStore
+from service.intake.reading import PAGE_LINES
+from service.store import keys
+from service.store.results import ResultStore
 from tests.support.batches import line, run_batch
 from tests.support.service import RunningService
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.pricing import CostSummary, ModelPrice, PriceTable, summarize_cost
+from service.llm.pricing import CostSummary, ModelPrice, PriceTable, summarize_cost
 
 TABLE = PriceTable(
     {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from service.errors import InvalidRequest
-from service.prompt_cache import CompileBudget, TemplateCache, TemplateLimits
-from service.prompt_render import compile_messages
+from service.intake.prompt_render import compile_messages
+from service.store.prompt_cache import CompileBudget, TemplateCache, TemplateLimits
 
 
 def source(tag: str, chars: int = 100) -> str:

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 import redis
 import redis.asyncio as aioredis
 
-from service import keys
-from service.records import LineOutcome, LineResult, NewBatch
-from service.result_recorder import ResultRecorder
-from service.result_store import ResultStore
+from service.store import keys
+from service.store.records import LineOutcome, LineResult, NewBatch
+from service.store.results import ResultStore
+from service.worker.result_recorder import ResultRecorder
 
 LINES = 300
 

@@ -8,8 +8,8 @@ import time
 
 import redis
 
-from service import keys
 from service.llm.shared_capacity import Priority, SharedCapacity
+from service.store import keys
 
 
 def capacity(redis_url: str, upstream: str, priority: Priority, size: int = 2) -> SharedCapacity:

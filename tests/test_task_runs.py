@@ -9,12 +9,12 @@ import orjson
 import pytest
 
 from service.errors import InvalidModelOutput, ModelRefused, OutputTruncated, UpstreamTimeout
-from service.line_runner import LineContext, run_line
-from service.line_validation import LineRules, validate_body
+from service.execution import LineContext, run_line
+from service.intake.validation import LineRules, validate_body
 from service.llm.base import ChatReply, ChatRequest, Usage
-from service.records import LineOutcome
+from service.llm.routing import UpstreamRouter
 from service.settings import load_settings
-from service.upstreams import UpstreamRouter
+from service.store.records import LineOutcome
 from tasks.base import DEFAULT_SEED, TaskLimits
 from tasks.classify import read_verdicts
 from tasks.execute import TaskOutcome, parse_task_body, run_task

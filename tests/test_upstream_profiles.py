@@ -12,8 +12,8 @@ from service.llm.offline import OfflineEngine
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.llm.profiles import PROFILES, TRANSIENT_STATUSES, infer_profile, profile_named
 from service.llm.request_shape import Adaptations, chat_payload, without_keywords
+from service.llm.routing import UpstreamRouter
 from service.settings import Settings, UpstreamConfig
-from service.upstreams import UpstreamRouter
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

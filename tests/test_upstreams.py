@@ -9,8 +9,8 @@ import pytest
 
 from service.errors import InvalidRequest
 from service.llm.factory import build_backend
+from service.llm.routing import UpstreamRouter
 from service.settings import Settings, UpstreamConfig, load_settings
-from service.upstreams import UpstreamRouter
 from tests.standin_upstream import StandinUpstream
 
 DEFAULT_KEY = "sk-default-secret-0123456789"

@@ -23,16 +23,16 @@ from service.errors import (
     TextbatchError,
     UnsupportedMediaType,
 )
-from service.idempotency import RequestDigest
-from service.ingest import (
+from service.intake.commit import BatchOptions, check_endpoint, window_seconds
+from service.intake.idempotency import RequestDigest
+from service.intake.reading import (
     StagedSubmission,
     ingest_jsonl,
     ingest_requests,
     read_json,
     validate_metadata,
 )
-from service.line_validation import CHAT_COMPLETIONS
-from service.submission import BatchOptions, check_endpoint, window_seconds
+from service.intake.validation import CHAT_COMPLETIONS
 
 JSONL_TYPES = frozenset(
     {

@@ -16,11 +16,11 @@ from service.api.object_ids import known_batch_id
 from service.api.prompt_schemas import BatchFromPrompt, json_request_body
 from service.api.schemas import ERROR_RESPONSES, BatchCreate, BatchList, BatchPublic
 from service.errors import Conflict, NotFound
-from service.idempotency import Claim, check_key
-from service.idempotency import conflict as idempotency_conflict
 from service.ids import new_batch_id
-from service.pricing import summarize_cost
-from service.records import BatchRecord
+from service.intake.idempotency import Claim, check_key
+from service.intake.idempotency import conflict as idempotency_conflict
+from service.llm.pricing import summarize_cost
+from service.store.records import BatchRecord
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ERROR_RESPONSES)
 

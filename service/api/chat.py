@@ -13,10 +13,10 @@ from service.api.prompt_schemas import PROMPT_REFERENCE
 from service.api.schemas import ERROR_RESPONSES
 from service.auth import Principal
 from service.errors import InvalidRequest, LineFault
+from service.execution import task_limits
 from service.ids import new_completion_id
-from service.line_runner import task_limits
-from service.line_validation import CHAT_COMPLETIONS, LineRules, validate_body
-from service.prompt_resolution import ResolvedBody, names_prompt
+from service.intake.templates import ResolvedBody, names_prompt
+from service.intake.validation import CHAT_COMPLETIONS, LineRules, validate_body
 from tasks.classify import ClassifyRequest
 from tasks.execute import chat_completion_body, parse_task_body, run_task
 from tasks.extract import ExtractRequest

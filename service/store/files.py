@@ -23,11 +23,11 @@ from typing import BinaryIO, Literal, cast
 import anyio
 import redis.asyncio as aioredis
 
-from service import keys
-from service.disk import fsync_directory, on_disk
-from service.durability import DiskDurability, redis_unavailable_as_router_error
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge
 from service.ids import new_file_id
+from service.store import keys
+from service.store.disk import fsync_directory, on_disk
+from service.store.durability import DiskDurability, redis_unavailable_as_router_error
 
 INCOMING_DIR = "incoming"
 UPLOADS_DIR = "uploads"

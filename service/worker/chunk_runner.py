@@ -22,20 +22,20 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 
-from service.durability import DiskDurability
-from service.line_runner import LineContext, error_line, run_line, task_limits
+from service.execution import LineContext, error_line, run_line, task_limits
 from service.llm.call_gate import GateClosed, set_call_gate
 from service.llm.factory import CapacityShare, build_backend, priced_model
+from service.llm.routing import UpstreamRouter
 from service.llm.shared_capacity import Priority
-from service.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
-from service.records import BatchStatus, LineOutcome, LineResult
 from service.redis_server import connect_async
-from service.result_recorder import ResultRecorder
-from service.result_store import ResultStore
 from service.settings import Settings
-from service.storage import BatchStore
-from service.sweeper import Sweeper
-from service.upstreams import UpstreamRouter
+from service.store.batches import BatchStore
+from service.store.durability import DiskDurability
+from service.store.records import BatchStatus, LineOutcome, LineResult
+from service.store.results import ResultStore
+from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
+from service.worker.result_recorder import ResultRecorder
+from service.worker.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from service.errors import InvalidRequest, LLMError
 from service.ids import derived_id
 from service.llm.base import ChatBackend
 from service.llm.call_gate import GateClosed
-from service.records import LineOutcome, LineResult
+from service.llm.routing import UpstreamRouter
 from service.settings import Settings
-from service.upstreams import UpstreamRouter
+from service.store.records import LineOutcome, LineResult
 from tasks.base import DEFAULT_LIMITS, TaskLimits
 from tasks.execute import chat_completion_body, parse_task_body, run_task
 from tasks.registry import get_task

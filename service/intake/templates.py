@@ -19,15 +19,15 @@ import anyio
 from jinja2 import Template
 
 from service.errors import InvalidRequest, LineFault, NotFound
-from service.line_validation import CHAT_COMPLETIONS, line_fault
-from service.prompt_cache import CompileBudget
-from service.prompt_render import (
+from service.intake.prompt_render import (
     compile_messages,
     merge_model_config,
     render_contents,
     variable_fault,
 )
-from service.prompt_store import SLUG_PATTERN, PromptStore, PromptSummary
+from service.intake.validation import CHAT_COMPLETIONS, line_fault
+from service.store.prompt_cache import CompileBudget
+from service.store.prompts import SLUG_PATTERN, PromptStore, PromptSummary
 from tasks.registry import get_task
 
 PROMPT_FIELDS = ("prompt_slug", "prompt_version", "variables")

@@ -17,10 +17,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from service import keys
 from service.errors import Conflict, InvalidRequest
-from service.redis_faults import is_disk_refusal
-from service.storage import redis_unavailable_as_router_error
+from service.store import keys
+from service.store.batches import redis_unavailable_as_router_error
+from service.store.redis_faults import is_disk_refusal
 
 KEY_TTL_SECONDS = 24 * 3600
 MAX_KEY_LENGTH = 255

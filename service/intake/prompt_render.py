@@ -19,7 +19,7 @@ from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from service.errors import InvalidRequest
-from service.prompt_cache import CompileBudget, TemplateCache
+from service.store.prompt_cache import CompileBudget, TemplateCache
 
 # Filter name -> how many arguments it may take; arguments must be literals.
 ALLOWED_FILTERS: dict[str, int] = {

@@ -19,10 +19,10 @@ import time
 import anyio
 from redis import exceptions as redis_errors
 
-from service import keys
-from service.queue import ChunkDispatcher
 from service.settings import Settings
-from service.storage import BatchStore
+from service.store import keys
+from service.store.batches import BatchStore
+from service.worker.queue import ChunkDispatcher
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from service import keys
-from service.durability import DiskDurability, redis_unavailable_as_router_error
 from service.errors import Conflict, InvalidRequest, NotFound
-from service.prompt_cache import TemplateCache
+from service.store import keys
+from service.store.durability import DiskDurability, redis_unavailable_as_router_error
+from service.store.prompt_cache import TemplateCache
 
 SLUG_PATTERN = re.compile(r"[a-z0-9-]{1,64}")
 MAX_PROMPTS_PER_KEY = 1000

@@ -29,9 +29,9 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from service import keys
 from service.errors import RouterUnavailable, StorageFull
-from service.redis_faults import is_disk_refusal, is_store_fault
+from service.store import keys
+from service.store.redis_faults import is_disk_refusal, is_store_fault
 
 log = logging.getLogger(__name__)
 

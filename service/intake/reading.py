@@ -17,11 +17,11 @@ import orjson
 
 from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
 from service.ids import new_id
-from service.json_depth import depth_fault, nesting_depth_over, raw_depth_within
-from service.line_admission import CHAT_COMPLETIONS, LineAdmission
-from service.line_validation import LineRules, validate_line
-from service.prompt_resolution import PromptResolver, ResolvedBody, names_prompt
-from service.storage import BatchStore
+from service.intake.admission import CHAT_COMPLETIONS, LineAdmission
+from service.intake.json_depth import depth_fault, nesting_depth_over, raw_depth_within
+from service.intake.templates import PromptResolver, ResolvedBody, names_prompt
+from service.intake.validation import LineRules, validate_line
+from service.store.batches import BatchStore
 
 MAX_LISTED_FAULTS = 100
 # Lines are stored in pages of PAGE_LINES (one Redis list item each, lines joined by

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from redis import exceptions as redis_errors
 
-from service.records import LineResult
-from service.result_store import ResultStore
+from service.store.records import LineResult
+from service.store.results import ResultStore
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A batch appears whole or not at all: lines are staged under an expiring key
 while they are validated, then the batch is committed in one MULTI. Results
-are ``service.result_store``'s business.
+are ``service.store.results``'s business.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from service import keys
-from service.durability import DiskDurability
+from service.errors import Conflict, NotFound
+from service.store import keys
+from service.store.durability import DiskDurability
 
 # Re-exported: the other stores import it from here.
-from service.durability import (
+from service.store.durability import (
     redis_unavailable_as_router_error as redis_unavailable_as_router_error,
 )
-from service.errors import Conflict, NotFound
-from service.records import BatchRecord, BatchStatus, NewBatch
+from service.store.records import BatchRecord, BatchStatus, NewBatch
 
 STAGING_TTL_SECONDS = 3600
 
@@ -74,7 +74,7 @@ class BatchStore:
     async def commit_batch(self, batch: NewBatch, upload_id: str, order: int) -> None:
         """Turn staged lines into a batch in one transaction, marked as not yet dispatched.
 
-        Returns once the batch is on Redis's disk (see ``service.durability``).
+        Returns once the batch is on Redis's disk (see ``service.store.durability``).
         """
         await self.durability.check_writable()
         with self.durability.writing():

@@ -14,10 +14,10 @@ from typing import Any, Literal, cast
 import orjson
 import redis.asyncio as aioredis
 
-from service import keys
 from service.ids import new_file_id
-from service.records import BatchStatus, ChunkState, LineResult
-from service.storage import redis_unavailable_as_router_error
+from service.store import keys
+from service.store.batches import redis_unavailable_as_router_error
+from service.store.records import BatchStatus, ChunkState, LineResult
 
 OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
 ResultSelection = Literal["all", "succeeded", "failed"]

@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 import anyio
 
 from service.errors import BatchRejected, InvalidRequest, TextbatchError
-from service.ingest import IngestLimits, StagedSubmission
-from service.line_validation import PASSTHROUGH_URLS, LineRules
-from service.prompt_resolution import PromptResolver
-from service.prompt_store import PromptStore
-from service.queue import ChunkDispatcher
-from service.records import NewBatch
+from service.intake.reading import IngestLimits, StagedSubmission
+from service.intake.templates import PromptResolver
+from service.intake.validation import PASSTHROUGH_URLS, LineRules
 from service.settings import Settings
-from service.storage import BatchStore
+from service.store.batches import BatchStore
+from service.store.prompts import PromptStore
+from service.store.records import NewBatch
+from service.worker.queue import ChunkDispatcher
 
 log = logging.getLogger(__name__)
 
