@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.standin_upstream import StandinUpstream
+from standins.upstream import StandinUpstream
 
 
 @pytest.fixture(scope="module")
