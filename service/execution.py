@@ -21,7 +21,8 @@ from service.llm.base import ChatBackend
 from service.llm.call_gate import GateClosed
 from service.llm.routing import UpstreamRouter
 from service.settings import Settings
-from service.store.records import LineOutcome, LineResult
+from service.store.lifecycle import LineOutcome
+from service.store.records import LineResult
 from tasks.base import DEFAULT_LIMITS, TaskLimits
 from tasks.execute import chat_completion_body, parse_task_body, run_task
 from tasks.registry import get_task

@@ -22,19 +22,14 @@ from service.store.durability import DiskDurability
 from service.store.durability import (
     redis_unavailable_as_router_error as redis_unavailable_as_router_error,
 )
-from service.store.records import BatchRecord, BatchStatus, NewBatch
+from service.store.lifecycle import BatchStatus
+from service.store.records import BatchRecord, NewBatch
+from service.store.scripts import lua_script
 
 STAGING_TTL_SECONDS = 3600
 
 # Cancel only what is still running; answer with the status after the call.
-_REQUEST_CANCEL = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'in_progress' or status == 'validating' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelling', 'cancelling_at', ARGV[1])
-  return 'cancelling'
-end
-return status
-"""
+_REQUEST_CANCEL = lua_script("request_cancel.lua")
 
 
 def _not_found(batch_id: str) -> NotFound:

@@ -21,6 +21,7 @@ from service.errors import Conflict, InvalidRequest, NotFound
 from service.store import keys
 from service.store.durability import DiskDurability, redis_unavailable_as_router_error
 from service.store.prompt_cache import TemplateCache
+from service.store.scripts import lua_script
 
 SLUG_PATTERN = re.compile(r"[a-z0-9-]{1,64}")
 MAX_PROMPTS_PER_KEY = 1000
@@ -28,31 +29,11 @@ MAX_VERSIONS_PER_PROMPT = 100
 _SUMMARY_FIELDS = ("created_at", "updated_at", "latest", "published")
 
 # KEYS: prompt hash, owner index. ARGV: slug, now, first version JSON, publish flag, limit.
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 'full' end
-redis.call('HSET', KEYS[1], 'created_at', ARGV[2], 'updated_at', ARGV[2], 'latest', 1,
-           'v:1', ARGV[3])
-if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'published', 1) end
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return 'ok'
-"""
+_CREATE = lua_script("prompt_create.lua")
 # KEYS: prompt hash. ARGV: version JSON, limit, now. Returns the new number, -1 or -2.
-_ADD_VERSION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local latest = tonumber(redis.call('HGET', KEYS[1], 'latest'))
-if latest >= tonumber(ARGV[2]) then return -2 end
-latest = latest + 1
-redis.call('HSET', KEYS[1], 'latest', latest, 'v:' .. latest, ARGV[1], 'updated_at', ARGV[3])
-return latest
-"""
+_ADD_VERSION = lua_script("prompt_add_version.lua")
 # KEYS: prompt hash. ARGV: version, now. Returns 0, -1 (no prompt) or -2 (no such version).
-_PUBLISH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HEXISTS', KEYS[1], 'v:' .. ARGV[1]) == 0 then return -2 end
-redis.call('HSET', KEYS[1], 'published', ARGV[1], 'updated_at', ARGV[2])
-return 0
-"""
+_PUBLISH = lua_script("prompt_publish.lua")
 
 
 @dataclass(frozen=True, slots=True)

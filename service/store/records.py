@@ -1,34 +1,13 @@
-"""Plain data the store reads and writes: batch states, batch records, line results."""
+"""Plain data the store reads and writes: batch records, line results, chunk states."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
-
-class BatchStatus(StrEnum):
-    """A batch's lifecycle, with the hosted batch API's names."""
-
-    VALIDATING = "validating"
-    FAILED = "failed"
-    IN_PROGRESS = "in_progress"
-    FINALIZING = "finalizing"
-    COMPLETED = "completed"
-    EXPIRED = "expired"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset(
-    {BatchStatus.FAILED, BatchStatus.COMPLETED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
-)
+from service.store.lifecycle import BatchStatus, LineOutcome
 
 TIMESTAMP_FIELDS = (
     "created_at",
@@ -129,15 +108,6 @@ class NewBatch:
         )
         del fields["in_progress_at"]
         return fields
-
-
-class LineOutcome(StrEnum):
-    """How a line ended; all but ``succeeded`` put it in the batch's error file."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)

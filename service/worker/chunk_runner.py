@@ -31,7 +31,8 @@ from service.redis_server import connect_async
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
-from service.store.records import BatchStatus, LineOutcome, LineResult
+from service.store.lifecycle import EXPIRED, BatchStatus, StopReason, stop_reason
+from service.store.records import LineResult
 from service.store.results import ResultStore
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.worker.result_recorder import ResultRecorder
@@ -49,17 +50,6 @@ LINES_PER_CALL_SLOT = 2
 STOP_GRACE_SECONDS = 2.0
 # A chunk a stopping worker gave back is offered again after this long.
 RESUME_DELAY_MS = 200
-StopReason = tuple[str, str, LineOutcome]
-CANCELLED = (
-    "batch_cancelled",
-    "The batch was cancelled before this line ran.",
-    LineOutcome.CANCELLED,
-)
-EXPIRED = (
-    "batch_expired",
-    "The batch's completion window ended before this line finished.",
-    LineOutcome.EXPIRED,
-)
 
 
 @dataclass(slots=True)
@@ -117,13 +107,7 @@ class ChunkRunner:
                 self._looking[batch_id] = looking
                 looking.add_done_callback(lambda _: self._looking.pop(batch_id, None))
             look = await asyncio.shield(looking)
-        if look.status in {BatchStatus.CANCELLING, BatchStatus.CANCELLED}:
-            return CANCELLED
-        if look.status is BatchStatus.EXPIRED or (
-            look.expires_at is not None and time.time() >= look.expires_at
-        ):
-            return EXPIRED
-        return None
+        return stop_reason(look.status, look.expires_at, time.time())
 
     async def _look(self, results: ResultStore, batch_id: str) -> _StatusLook:
         now = time.monotonic()

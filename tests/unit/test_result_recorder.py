@@ -11,7 +11,8 @@ import redis
 import redis.asyncio as aioredis
 
 from service.store import keys
-from service.store.records import LineOutcome, LineResult, NewBatch
+from service.store.lifecycle import LineOutcome
+from service.store.records import LineResult, NewBatch
 from service.store.results import ResultStore
 from service.worker.result_recorder import ResultRecorder
 

@@ -14,7 +14,7 @@ from service.intake.validation import LineRules, validate_body
 from service.llm.base import ChatReply, ChatRequest, Usage
 from service.llm.routing import UpstreamRouter
 from service.settings import load_settings
-from service.store.records import LineOutcome
+from service.store.lifecycle import LineOutcome
 from tasks.base import DEFAULT_SEED, TaskLimits
 from tasks.classify import read_verdicts
 from tasks.execute import TaskOutcome, parse_task_body, run_task
