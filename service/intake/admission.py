@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
+from service.intake.validation import CHAT_COMPLETIONS
 from tasks.base import DEFAULT_LIMITS, MAX_TOKENS_LIMIT, SEED_BOUND
 
-CHAT_COMPLETIONS = "/v1/chat/completions"
 # Not blank as ``str.strip`` sees it: Unicode White_Space plus the four separators
 # U+001C..U+001F that Python also strips.
 NOT_BLANK = r"[^\s\x1c-\x1f]"

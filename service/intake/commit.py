@@ -1,25 +1,25 @@
-"""Turns a validated submission into a stored, queued batch, or a failed one.
+"""Commits a staged, validated submission as a stored, queued batch, or a failed one.
 
 The three ways in (a JSONL body, inline ``requests``, an uploaded input file)
-all end here: stage and validate the lines, commit the batch in one Redis
-transaction, then queue its chunks.
+all end here once their lines are staged and validated: the batch is committed in
+one Redis transaction, then its chunks are queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import anyio
 
-from service.errors import BatchRejected, InvalidRequest, TextbatchError
+from service.errors import BatchRejected, TextbatchError
+from service.intake.options import BatchOptions, window_seconds
 from service.intake.reading import IngestLimits, StagedSubmission
 from service.intake.templates import PromptResolver
-from service.intake.validation import PASSTHROUGH_URLS, LineRules
+from service.intake.validation import LineRules
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.prompts import PromptStore
@@ -27,42 +27,6 @@ from service.store.records import NewBatch
 from service.worker.queue import ChunkDispatcher
 
 log = logging.getLogger(__name__)
-
-_WINDOW = re.compile(r"^([1-9][0-9]*)([smh])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
-MAX_WINDOW_SECONDS = 7 * 24 * 3600
-
-
-def window_seconds(window: str) -> int:
-    """Seconds in a completion window like ``24h``; InvalidRequest when it is not one."""
-    # Bounded before matching so a huge number never reaches int().
-    match = _WINDOW.match(window) if isinstance(window, str) and len(window) <= 8 else None
-    if match is None:
-        raise InvalidRequest(
-            "completion_window must be a duration such as '24h' (s, m or h).",
-            param="completion_window",
-        )
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds > MAX_WINDOW_SECONDS:
-        raise InvalidRequest("completion_window may be at most 168h.", param="completion_window")
-    return seconds
-
-
-def check_endpoint(endpoint: object) -> str:
-    if not isinstance(endpoint, str) or endpoint not in PASSTHROUGH_URLS:
-        allowed = ", ".join(f"'{url}'" for url in PASSTHROUGH_URLS)
-        raise InvalidRequest(f"endpoint must be one of {allowed}.", param="endpoint")
-    return str(endpoint)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOptions:
-    """What a client chose for its batch besides the lines."""
-
-    endpoint: str | None = None
-    completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
-    input_file_id: str | None = None
 
 
 class Submitter:

@@ -17,10 +17,10 @@ import orjson
 
 from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
 from service.ids import new_id
-from service.intake.admission import CHAT_COMPLETIONS, LineAdmission
+from service.intake.admission import LineAdmission
 from service.intake.json_depth import depth_fault, nesting_depth_over, raw_depth_within
 from service.intake.templates import PromptResolver, ResolvedBody, names_prompt
-from service.intake.validation import LineRules, validate_line
+from service.intake.validation import CHAT_COMPLETIONS, LineRules, validate_line
 from service.store.batches import BatchStore
 
 MAX_LISTED_FAULTS = 100
@@ -400,25 +400,3 @@ async def ingest_requests(
         await collector.discard()
         raise
     return await collector.finish()
-
-
-def validate_metadata(metadata: Any) -> dict[str, str] | None:
-    """Metadata as the hosted API allows it: up to 16 string pairs, keys ≤ 64, values ≤ 512."""
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict):
-        raise InvalidRequest("metadata must be an object of string values.", param="metadata")
-    if len(metadata) > 16:
-        raise InvalidRequest("metadata may have at most 16 keys.", param="metadata")
-    for key, value in metadata.items():
-        if len(key) > 64:
-            raise InvalidRequest(
-                "metadata keys may be at most 64 characters.", param=f"metadata.{key[:64]}"
-            )
-        if not isinstance(value, str):
-            raise InvalidRequest("metadata values must be strings.", param=f"metadata.{key}")
-        if len(value) > 512:
-            raise InvalidRequest(
-                "metadata values may be at most 512 characters.", param=f"metadata.{key}"
-            )
-    return dict(metadata)
