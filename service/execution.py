@@ -1,4 +1,7 @@
-"""Runs one stored line, a task or a pass-through request, and shapes its output line.
+"""One body to one response (a task, or a pass-through request), and a batch line's output line.
+
+The realtime routes and the worker both answer a body through ``respond``, so the
+choice between a task and a pass-through is made here alone.
 
 A line's failure becomes that line's ``error``; nothing raised here may reach
 the chunk, so one line never fails its neighbours.
@@ -89,46 +92,95 @@ def error_line(
     )
 
 
-async def _run_task_line(
-    batch_id: str, index: int, custom_id: str, body: dict[str, Any], context: LineContext
-) -> LineResult:
-    task, request = parse_task_body(body, limits=context.limits)
-    outcome = await run_task(task, request, context.backend, limits=context.limits)
-    completion = chat_completion_body(
-        outcome,
-        completion_id=derived_id("chatcmpl-", batch_id, index),
-        created=int(time.time()),
-        model_name=outcome.model,
-    )
-    response = {"status_code": 200, "request_id": outcome.request_id, "body": completion}
-    return LineResult(
-        index=index,
-        output_line=_output_line(batch_id, index, custom_id, response, None),
-        outcome=LineOutcome.SUCCEEDED,
-        input_tokens=outcome.usage.prompt_tokens,
-        output_tokens=outcome.usage.completion_tokens,
-        priced_model=context.task_priced_model,
-    )
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One body's answer: what a realtime route sends back and a batch line records."""
+
+    status_code: int
+    body: Any
+    request_id: str | None
+    # True when the body went to an upstream as it is, not through one of our tasks.
+    passed_through: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
-async def _run_passthrough_line(
-    batch_id: str, index: int, custom_id: str, url: str, body: dict[str, Any], context: LineContext
-) -> LineResult:
-    status, answer, request_id = await context.upstreams.forward(url, body)
-    response = {"status_code": status, "request_id": request_id, "body": answer}
+def is_task_body(body: dict[str, Any]) -> bool:
+    """Whether the body names one of our tasks; anything else is passed through."""
+    return get_task(str(body.get("model"))) is not None
+
+
+async def respond(
+    url: str,
+    body: dict[str, Any],
+    *,
+    backend: ChatBackend,
+    upstreams: UpstreamRouter,
+    limits: TaskLimits,
+    completion_id: str,
+) -> Response:
+    """Answer one body: run the task it names, or pass it to the upstream its model names."""
+    if is_task_body(body):
+        task, request = parse_task_body(body, limits=limits)
+        outcome = await run_task(task, request, backend, limits=limits)
+        completion = chat_completion_body(
+            outcome,
+            completion_id=completion_id,
+            created=int(time.time()),
+            model_name=outcome.model,
+        )
+        return Response(
+            status_code=200,
+            body=completion,
+            request_id=outcome.request_id,
+            passed_through=False,
+            input_tokens=outcome.usage.prompt_tokens,
+            output_tokens=outcome.usage.completion_tokens,
+        )
+    status, answer, request_id = await upstreams.forward(url, body)
     usage = answer.get("usage") if isinstance(answer, dict) else None
     usage = usage if isinstance(usage, dict) else {}
-    succeeded = 200 <= status < 300
-    error = None
-    if not succeeded:
-        error = {"code": "upstream_rejected", "message": f"The upstream answered {status}."}
-    return LineResult(
-        index=index,
-        output_line=_output_line(batch_id, index, custom_id, response, error),
-        outcome=LineOutcome.SUCCEEDED if succeeded else LineOutcome.FAILED,
+    return Response(
+        status_code=status,
+        body=answer,
+        request_id=request_id,
+        passed_through=True,
         input_tokens=_tokens(usage.get("prompt_tokens")),
         output_tokens=_tokens(usage.get("completion_tokens")),
-        priced_model=str(body.get("model", "")),
+    )
+
+
+def _priced_model(body: dict[str, Any], passed_through: bool, context: LineContext) -> str:
+    return str(body.get("model", "")) if passed_through else context.task_priced_model
+
+
+def _response_line(
+    batch_id: str,
+    index: int,
+    custom_id: str,
+    body: dict[str, Any],
+    response: Response,
+    context: LineContext,
+) -> LineResult:
+    wire = {
+        "status_code": response.status_code,
+        "request_id": response.request_id,
+        "body": response.body,
+    }
+    succeeded = 200 <= response.status_code < 300
+    error = None
+    if not succeeded:
+        error = {
+            "code": "upstream_rejected",
+            "message": f"The upstream answered {response.status_code}.",
+        }
+    return LineResult(
+        index=index,
+        output_line=_output_line(batch_id, index, custom_id, wire, error),
+        outcome=LineOutcome.SUCCEEDED if succeeded else LineOutcome.FAILED,
+        input_tokens=response.input_tokens,
+        output_tokens=response.output_tokens,
+        priced_model=_priced_model(body, response.passed_through, context),
     )
 
 
@@ -142,21 +194,26 @@ async def run_line(
     """Run one line; every outcome, success or failure, is a ``LineResult``."""
     custom_id = str(line.get("custom_id", ""))
     body = line.get("body")
-    is_task = isinstance(body, dict) and get_task(str(body.get("model"))) is not None
     try:
         if not isinstance(body, dict):
             raise InvalidRequest("body must be an object", param="body")
-        if is_task:
-            return await _run_task_line(batch_id, index, custom_id, body, context)
-        url = str(line.get("url", "/v1/chat/completions"))
-        return await _run_passthrough_line(batch_id, index, custom_id, url, body, context)
+        response = await respond(
+            str(line.get("url", "/v1/chat/completions")),
+            body,
+            backend=context.backend,
+            upstreams=context.upstreams,
+            limits=context.limits,
+            completion_id=derived_id("chatcmpl-", batch_id, index),
+        )
+        return _response_line(batch_id, index, custom_id, body, response, context)
     except GateClosed:
         raise  # the caller's own signal: it decides what the line's result is
     except (redis_errors.ConnectionError, redis_errors.TimeoutError):
         raise  # the service's fault, not the line's: its chunk runs again later
     except LLMError as exc:
-        model = body.get("model") if isinstance(body, dict) else ""
-        priced = context.task_priced_model if is_task else str(model)
+        priced = (
+            _priced_model(body, not is_task_body(body), context) if isinstance(body, dict) else ""
+        )
         billed = (exc.prompt_tokens, exc.completion_tokens, priced)
         return error_line(
             batch_id, index, custom_id, exc.code, exc.message, exc.attempts, usage=billed
