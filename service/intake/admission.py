@@ -1,6 +1,6 @@
 """The fast first check of a batch line: one compiled validator for the common, valid case.
 
-Checking a line field by field in Python (``line_validation``) costs far more
+Checking a line field by field in Python (``validation``) costs far more
 than parsing it. Most lines are task lines that are simply valid, so each line
 first meets a validator compiled once from typed dicts, run inside pydantic's
 core: it admits a line only when the full check could find no fault in it.
