@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
-from service import keys
 from service.redis_server import EmbeddedValkey
+from service.store import keys
 
 OUTPUT_PAGE = 1000
 

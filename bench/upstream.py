@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from tests.standin_answers import chat_content, message_text, word_count
+from standins.answers import chat_content, message_text, word_count
 
 MAX_HEAD_BYTES = 64 * 1024
 

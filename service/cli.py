@@ -20,7 +20,7 @@ from service.data_dir_lock import DataDirInUse, DataDirLock
 from service.redis_server import EmbeddedValkey, resolve_redis_url
 from service.runtime import die_with_parent, tune_garbage_collector, use_fast_event_loop
 from service.settings import Settings, load_settings
-from service.worker import run_worker
+from service.worker.chunk_runner import run_worker
 
 log = logging.getLogger("textbatch")
 

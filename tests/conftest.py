@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.standin_upstream import StandinUpstream
+from standins.upstream import StandinUpstream
 from tests.support.redis_for_tests import real_redis
 from tests.support.service import RunningService, start_service
 

@@ -14,22 +14,22 @@ from service.api import batches, chat, files, health, prompts
 from service.api.deps import AppState
 from service.api.errors import error_response, install_error_handlers
 from service.auth import Keyring, build_keyring
-from service.durability import DiskDurability
 from service.errors import PayloadTooLarge, RouterUnavailable, TextbatchError, UnsupportedMediaType
-from service.files import FileStore
-from service.idempotency import IdempotencyStore
+from service.intake.commit import Submitter
+from service.intake.idempotency import IdempotencyStore
 from service.llm.factory import CapacityShare, build_backend
+from service.llm.pricing import PriceTable
+from service.llm.routing import UpstreamRouter
 from service.llm.shared_capacity import Priority
-from service.pricing import PriceTable
-from service.prompt_cache import TemplateCache, TemplateLimits
-from service.prompt_store import PromptStore
-from service.queue import ChunkDispatcher, build_broker
 from service.redis_server import connect_async
-from service.result_store import ResultStore
 from service.settings import Settings
-from service.storage import BatchStore
-from service.submission import Submitter
-from service.upstreams import UpstreamRouter
+from service.store.batches import BatchStore
+from service.store.durability import DiskDurability
+from service.store.files import FileStore
+from service.store.prompt_cache import TemplateCache, TemplateLimits
+from service.store.prompts import PromptStore
+from service.store.results import ResultStore
+from service.worker.queue import ChunkDispatcher, build_broker
 
 MAX_SHOWN_ENCODING_CHARS = 40
 

@@ -7,7 +7,6 @@ variable set per line. The request is hashed on the way, for idempotent retries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,19 +19,17 @@ from service.errors import (
     BatchRejected,
     InvalidRequest,
     PayloadTooLarge,
-    TextbatchError,
     UnsupportedMediaType,
 )
-from service.idempotency import RequestDigest
-from service.ingest import (
-    StagedSubmission,
+from service.intake.idempotency import RequestDigest
+from service.intake.options import BatchOptions, check_endpoint, validate_metadata, window_seconds
+from service.intake.reading import (
     ingest_jsonl,
     ingest_requests,
     read_json,
-    validate_metadata,
 )
-from service.line_validation import CHAT_COMPLETIONS
-from service.submission import BatchOptions, check_endpoint, window_seconds
+from service.intake.submit import Prepared
+from service.intake.validation import CHAT_COMPLETIONS
 
 JSONL_TYPES = frozenset(
     {
@@ -43,16 +40,6 @@ JSONL_TYPES = frozenset(
     }
 )
 JSON_FIELDS = frozenset({"input_file_id", "requests", "endpoint", "completion_window", "metadata"})
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A submission read and validated: staged lines, or (file flow) the reason it failed."""
-
-    options: BatchOptions
-    digest: str
-    staged: StagedSubmission | None = None
-    rejection: TextbatchError | None = None
 
 
 def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:

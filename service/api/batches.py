@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -10,17 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from service.api.batch_intake import Prepared, prepare_from_prompt, prepare_submission
+from service.api.batch_intake import prepare_from_prompt, prepare_submission
 from service.api.deps import AppState, JsonBody, PrincipalDep, StateDep
 from service.api.object_ids import known_batch_id
 from service.api.prompt_schemas import BatchFromPrompt, json_request_body
 from service.api.schemas import ERROR_RESPONSES, BatchCreate, BatchList, BatchPublic
-from service.errors import Conflict, NotFound
-from service.idempotency import Claim, check_key
-from service.idempotency import conflict as idempotency_conflict
-from service.ids import new_batch_id
-from service.pricing import summarize_cost
-from service.records import BatchRecord
+from service.errors import Conflict
+from service.intake.idempotency import check_key
+from service.intake.submit import Prepared, submit
+from service.llm.pricing import summarize_cost
+from service.store.records import BatchRecord
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ERROR_RESPONSES)
 
@@ -30,52 +28,6 @@ async def batch_view(state: AppState, record: BatchRecord) -> BatchPublic:
     return BatchPublic.from_record(
         record, summarize_cost(tokens, state.prices, state.settings.batch_discount)
     )
-
-
-async def _existing_batch(
-    state: AppState, owner: str, claim: Claim, digest: str, key: str
-) -> BatchRecord | None:
-    """The batch an earlier request with this key made, or None if that claim is stale."""
-    if claim.digest != digest:
-        raise idempotency_conflict(key)
-    # The first request may still be committing its batch: give it a moment to appear.
-    for _ in range(50):
-        try:
-            return await state.store.get_batch(claim.batch_id, owner)
-        except NotFound:
-            await asyncio.sleep(0.1)
-    return None
-
-
-async def _discard(state: AppState, prepared: Prepared) -> None:
-    if prepared.staged is not None:
-        await state.store.discard_staging(prepared.staged.upload_id)
-
-
-async def _earlier_batch(
-    state: AppState, owner: str, key: str, earlier: Claim, prepared: Prepared, batch_id: str
-) -> BatchRecord | None:
-    """The batch the key already stands for; None once this request has taken over the key."""
-    record = await _existing_batch(state, owner, earlier, prepared.digest, key)
-    if record is not None:
-        return record
-    # The earlier request died between claiming the key and storing its batch.
-    await state.idempotency.release(owner, key)
-    if await state.idempotency.claim(owner, key, Claim(batch_id, prepared.digest)) is not None:
-        raise Conflict(
-            "Another request with this Idempotency-Key is in progress; retry later.",
-            code="idempotency_key_in_use",
-            param="Idempotency-Key",
-        )
-    return None
-
-
-async def _commit(state: AppState, owner: str, prepared: Prepared, batch_id: str) -> None:
-    if prepared.staged is not None:
-        await state.submitter.commit(batch_id, owner, prepared.staged, prepared.options)
-    else:
-        assert prepared.rejection is not None
-        await state.submitter.commit_rejected(batch_id, owner, prepared.rejection, prepared.options)
 
 
 @router.post(
@@ -137,26 +89,8 @@ async def create_batch_from_prompt(
 
 
 async def _submit(state: AppState, owner: str, key: str | None, prepared: Prepared) -> BatchPublic:
-    """Commit a prepared submission, or answer with the batch its idempotency key made."""
-    batch_id = new_batch_id()
-    if key is not None:
-        earlier = await state.idempotency.claim(owner, key, Claim(batch_id, prepared.digest))
-        if earlier is not None:
-            try:
-                record = await _earlier_batch(state, owner, key, earlier, prepared, batch_id)
-            except BaseException:
-                await _discard(state, prepared)
-                raise
-            if record is not None:
-                await _discard(state, prepared)
-                return await batch_view(state, record)
-    try:
-        await _commit(state, owner, prepared, batch_id)
-    except BaseException:
-        if key is not None:
-            await state.idempotency.release(owner, key)
-        raise
-    return await batch_view(state, await state.store.get_batch(batch_id, owner))
+    record = await submit(state.submitter, state.idempotency, owner, key, prepared)
+    return await batch_view(state, record)
 
 
 @router.get("", response_model=BatchList)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, NoReturn
 
 from fastapi import APIRouter
@@ -13,14 +12,12 @@ from service.api.prompt_schemas import PROMPT_REFERENCE
 from service.api.schemas import ERROR_RESPONSES
 from service.auth import Principal
 from service.errors import InvalidRequest, LineFault
+from service.execution import respond, task_limits
 from service.ids import new_completion_id
-from service.line_runner import task_limits
-from service.line_validation import CHAT_COMPLETIONS, LineRules, validate_body
-from service.prompt_resolution import ResolvedBody, names_prompt
+from service.intake.templates import ResolvedBody, names_prompt
+from service.intake.validation import CHAT_COMPLETIONS, LineRules, validate_body
 from tasks.classify import ClassifyRequest
-from tasks.execute import chat_completion_body, parse_task_body, run_task
 from tasks.extract import ExtractRequest
-from tasks.registry import get_task
 from tasks.summarize import SummarizeRequest
 
 router = APIRouter(prefix="/v1", tags=["realtime"], responses=ERROR_RESPONSES)
@@ -75,10 +72,14 @@ async def _resolved(state: AppState, principal: Principal, body: Any, url: str) 
     return resolved.body
 
 
-async def _pass_through(state: AppState, url: str, body: dict[str, Any]) -> JSONResponse:
-    status, answer, request_id = await state.upstreams.forward(url, body)
+def _answer(status: int, answer: Any, request_id: str | None) -> JSONResponse:
+    """An upstream's answer as it gave it: its status, its body, its request id."""
     headers = {"x-request-id": request_id} if request_id else None
     return JSONResponse(answer, status_code=status, headers=headers)
+
+
+async def _pass_through(state: AppState, url: str, body: dict[str, Any]) -> JSONResponse:
+    return _answer(*await state.upstreams.forward(url, body))
 
 
 @router.post(
@@ -93,17 +94,18 @@ async def chat_completions(
     """
     body = await _resolved(state, principal, body, CHAT_COMPLETIONS)
     _check(body, state, CHAT_COMPLETIONS)
-    if get_task(str(body.get("model"))) is None:
-        return await _pass_through(state, CHAT_COMPLETIONS, body)
-    limits = task_limits(state.settings)
-    task, request = parse_task_body(body, limits=limits)
-    outcome = await run_task(task, request, state.backend, limits=limits)
-    return chat_completion_body(
-        outcome,
+    response = await respond(
+        CHAT_COMPLETIONS,
+        body,
+        backend=state.backend,
+        upstreams=state.upstreams,
+        limits=task_limits(state.settings),
         completion_id=new_completion_id(),
-        created=int(time.time()),
-        model_name=outcome.model,
     )
+    if response.passed_through:
+        return _answer(response.status_code, response.body, response.request_id)
+    body_out: dict[str, Any] = response.body
+    return body_out
 
 
 @router.post("/embeddings", response_model=None, openapi_extra=_request_body("input"))

@@ -10,18 +10,18 @@ from pydantic import BaseModel, ValidationError
 
 from service.auth import Keyring, Principal
 from service.errors import InvalidRequest, UnsupportedMediaType
-from service.files import FileStore
-from service.idempotency import IdempotencyStore
-from service.ingest import read_json
-from service.json_depth import depth_message, nesting_depth_over
+from service.intake.commit import Submitter
+from service.intake.idempotency import IdempotencyStore
+from service.intake.json_depth import depth_message, nesting_depth_over
+from service.intake.reading import read_json
 from service.llm.base import ChatBackend
-from service.pricing import PriceTable
-from service.prompt_store import PromptStore
-from service.result_store import ResultStore
+from service.llm.pricing import PriceTable
+from service.llm.routing import UpstreamRouter
 from service.settings import Settings
-from service.storage import BatchStore
-from service.submission import Submitter
-from service.upstreams import UpstreamRouter
+from service.store.batches import BatchStore
+from service.store.files import FileStore
+from service.store.prompts import PromptStore
+from service.store.results import ResultStore
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from service.api.deps import PrincipalDep, StateDep
 from service.api.object_ids import known_file_id
 from service.api.schemas import ERROR_RESPONSES
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from service.files import FileKind, FileRecord, IncomingFile
+from service.store.files import FileKind, FileRecord, IncomingFile
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERROR_RESPONSES)
 

@@ -9,9 +9,9 @@ from redis import exceptions as redis_errors
 
 from service.api.deps import StateDep
 from service.api.schemas import Health, Readiness
-from service.disk import has_room
 from service.llm.factory import backend_label
-from service.redis_faults import is_disk_refusal
+from service.store.disk import has_room
+from service.store.redis_faults import is_disk_refusal
 
 router = APIRouter(tags=["health"])
 

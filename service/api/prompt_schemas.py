@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service.prompt_store import Prompt, PromptSummary, PromptVersion
+from service.store.prompts import Prompt, PromptSummary, PromptVersion
 from tasks.base import MAX_TOKENS_LIMIT, SEED_BOUND
 
 MAX_MESSAGES = 50

@@ -28,8 +28,8 @@ from service.api.prompt_schemas import (
 )
 from service.api.schemas import ERROR_RESPONSES
 from service.errors import NotFound
-from service.prompt_render import compile_messages
-from service.prompt_store import SLUG_PATTERN, PromptVersion
+from service.intake.prompt_render import compile_messages
+from service.store.prompts import SLUG_PATTERN, PromptVersion
 
 router = APIRouter(prefix="/v1/prompts", tags=["prompts"], responses=ERROR_RESPONSES)
 

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from service.pricing import CostSummary
-from service.records import BatchRecord
+from service.llm.pricing import CostSummary
+from service.store.records import BatchRecord
 
 
 class RequestCounts(BaseModel):

@@ -35,9 +35,9 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from service import keys
-from service.redis_faults import is_store_fault
 from service.redis_server import connect_async
+from service.store import keys
+from service.store.redis_faults import is_store_fault
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,26 @@
-"""Fixtures for the kill tests: a deterministic upstream and helpers to watch a batch."""
+"""The chaos tests' marker, a deterministic upstream and helpers to watch a batch."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.standin_upstream import StandinUpstream
+from standins.upstream import StandinUpstream
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test under this folder is marked ``chaos``, so ``-m "not chaos"`` leaves out
+    # the tests that kill, restart or starve a part of the service.
+    for item in items:
+        if _HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.chaos)
 
 
 @pytest.fixture(scope="module")

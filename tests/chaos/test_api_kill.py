@@ -13,7 +13,7 @@ import orjson
 import pytest
 import redis
 
-from tests.standin_upstream import StandinUpstream
+from standins.upstream import StandinUpstream
 from tests.support.batches import line, wait_finished
 from tests.support.service import RunningService, start_service
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from service.redis_server import EmbeddedValkey
+from standins.upstream import StandinUpstream
 from tests.chaos.conftest import wait_for_count
-from tests.standin_upstream import StandinUpstream
 from tests.support.batches import line, output_lines, submit, wait_finished
 from tests.support.service import free_port, start_service
 

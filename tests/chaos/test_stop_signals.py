@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.standin_upstream import StandinUpstream
+from standins.upstream import StandinUpstream
 from tests.support.batches import line, output_lines, submit, wait_finished
 from tests.support.service import free_port, wait_until_answering
 

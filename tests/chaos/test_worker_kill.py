@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from standins.upstream import StandinUpstream
 from tests.chaos.conftest import comparable, completed_count, wait_for_count
-from tests.standin_upstream import StandinUpstream
 from tests.support.batches import line, output_lines, submit, wait_finished
 from tests.support.service import start_service
 

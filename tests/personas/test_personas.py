@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.persona_answers import perturb
-from tests.standin_personas import (
+from standins.persona_answers import perturb
+from standins.personas import (
     MODEL_OUTPUT_LIMIT,
     OVERLOADED_RETRY_AFTER,
     PERSONAS,

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.standin_upstream import StandinUpstream
+from standins.upstream import StandinUpstream
 from tests.support.service import free_port, wait_until_answering
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import redis
 
-from service import keys
+from service.store import keys
 
 
 def line(custom_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Intake: a submitted body read, checked, resolved and staged, then committed and queued."""

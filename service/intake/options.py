@@ -1,0 +1,68 @@
+"""The batch-wide options of a submission (endpoint, completion window, metadata), checked."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from service.errors import InvalidRequest
+from service.intake.validation import PASSTHROUGH_URLS
+
+_WINDOW = re.compile(r"^([1-9][0-9]*)([smh])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+MAX_WINDOW_SECONDS = 7 * 24 * 3600
+
+
+def window_seconds(window: str) -> int:
+    """Seconds in a completion window like ``24h``; InvalidRequest when it is not one."""
+    # Bounded before matching so a huge number never reaches int().
+    match = _WINDOW.match(window) if isinstance(window, str) and len(window) <= 8 else None
+    if match is None:
+        raise InvalidRequest(
+            "completion_window must be a duration such as '24h' (s, m or h).",
+            param="completion_window",
+        )
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_WINDOW_SECONDS:
+        raise InvalidRequest("completion_window may be at most 168h.", param="completion_window")
+    return seconds
+
+
+def check_endpoint(endpoint: object) -> str:
+    if not isinstance(endpoint, str) or endpoint not in PASSTHROUGH_URLS:
+        allowed = ", ".join(f"'{url}'" for url in PASSTHROUGH_URLS)
+        raise InvalidRequest(f"endpoint must be one of {allowed}.", param="endpoint")
+    return str(endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """What a client chose for its batch besides the lines."""
+
+    endpoint: str | None = None
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+    input_file_id: str | None = None
+
+
+def validate_metadata(metadata: Any) -> dict[str, str] | None:
+    """Metadata as the hosted API allows it: up to 16 string pairs, keys ≤ 64, values ≤ 512."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("metadata must be an object of string values.", param="metadata")
+    if len(metadata) > 16:
+        raise InvalidRequest("metadata may have at most 16 keys.", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise InvalidRequest(
+                "metadata keys may be at most 64 characters.", param=f"metadata.{key[:64]}"
+            )
+        if not isinstance(value, str):
+            raise InvalidRequest("metadata values must be strings.", param=f"metadata.{key}")
+        if len(value) > 512:
+            raise InvalidRequest(
+                "metadata values may be at most 512 characters.", param=f"metadata.{key}"
+            )
+    return dict(metadata)

@@ -1,0 +1,1 @@
+"""The store: Redis, one module per aggregate, the batch lifecycle and its scripts."""

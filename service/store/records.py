@@ -1,0 +1,136 @@
+"""Plain data the store reads and writes: batch records, line results, chunk states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from service.store.lifecycle import BatchStatus, LineOutcome
+
+TIMESTAMP_FIELDS = (
+    "created_at",
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expires_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+COUNTER_FIELDS = ("total", "completed", "failed", "input_tokens", "output_tokens")
+OPTIONAL_TEXT_FIELDS = ("input_file_id", "output_file_id", "error_file_id")
+
+
+@dataclass(slots=True)
+class BatchRecord:
+    """A batch as stored in its Redis hash."""
+
+    id: str
+    owner: str
+    status: BatchStatus
+    endpoint: str
+    completion_window: str
+    metadata: dict[str, str] | None
+    timestamps: dict[str, int | None]
+    counters: dict[str, int]
+    files: dict[str, str | None] = field(default_factory=dict)
+    errors: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> BatchRecord:
+        text = {key.decode(): value.decode() for key, value in raw.items()}
+        metadata_raw = text.get("metadata", "null")
+        return cls(
+            id=text["id"],
+            owner=text["owner"],
+            status=BatchStatus(text["status"]),
+            endpoint=text.get("endpoint", "/v1/chat/completions"),
+            completion_window=text.get("completion_window", "24h"),
+            metadata=orjson.loads(metadata_raw),
+            timestamps={
+                name: int(text[name]) if text.get(name) else None for name in TIMESTAMP_FIELDS
+            },
+            counters={name: int(text.get(name, "0")) for name in COUNTER_FIELDS},
+            files={name: text.get(name) or None for name in OPTIONAL_TEXT_FIELDS},
+            errors=orjson.loads(text["errors"]) if text.get("errors") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """What the API knows about a batch when it commits it."""
+
+    id: str
+    owner: str
+    total: int
+    created_at: int
+    expires_at: int
+    endpoint: str = "/v1/chat/completions"
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+    input_file_id: str | None = None
+    # Lines per stored page of the batch's input.
+    page_lines: int = 1
+
+    def as_hash(self) -> dict[str, str | int]:
+        fields: dict[str, str | int] = {
+            "id": self.id,
+            "owner": self.owner,
+            "status": BatchStatus.IN_PROGRESS.value,
+            "endpoint": self.endpoint,
+            "completion_window": self.completion_window,
+            "metadata": orjson.dumps(self.metadata).decode(),
+            "created_at": self.created_at,
+            "in_progress_at": self.created_at,
+            "expires_at": self.expires_at,
+            "total": self.total,
+            "completed": 0,
+            "failed": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "page_lines": self.page_lines,
+        }
+        if self.input_file_id:
+            fields["input_file_id"] = self.input_file_id
+        return fields
+
+    def as_failed_hash(self, errors: list[dict[str, Any]]) -> dict[str, str | int]:
+        """The hash of a batch whose input was rejected: failed at once, with no lines."""
+        fields = self.as_hash()
+        fields.update(
+            status=BatchStatus.FAILED.value,
+            total=0,
+            failed_at=self.created_at,
+            errors=orjson.dumps(errors).decode(),
+        )
+        del fields["in_progress_at"]
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """One finished line, ready to be recorded once and streamed back in order."""
+
+    index: int
+    output_line: bytes
+    outcome: LineOutcome
+    input_tokens: int = 0
+    output_tokens: int = 0
+    priced_model: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is LineOutcome.SUCCEEDED
+
+
+@dataclass(slots=True)
+class ChunkState:
+    """What a worker needs to run a range of lines: the batch's state and the lines still to do."""
+
+    status: BatchStatus | None
+    expires_at: int | None
+    owner: str = ""
+    pending: dict[int, dict[str, Any]] = field(default_factory=dict)

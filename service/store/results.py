@@ -1,0 +1,154 @@
+"""Line results in Redis: recorded exactly once, read back in input order.
+
+``record_results`` runs one Lua script that writes each result with HSETNX
+(so a line run twice is recorded once), moves the counters and per-model
+usage, and with the last line sets the final status and creates the batch's
+output and error files. Everything a result changes changes atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from service.ids import new_file_id
+from service.store import keys
+from service.store.batches import redis_unavailable_as_router_error
+from service.store.lifecycle import BatchStatus
+from service.store.records import ChunkState, LineResult
+from service.store.scripts import lua_script
+
+OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
+ResultSelection = Literal["all", "succeeded", "failed"]
+
+# KEYS: batch, results, model usage, failed bitmap, output file, error file, owner's files,
+#       active batches.
+# ARGV: now, output file id, error file id, then per result:
+#   index, output line, outcome, input tokens, output tokens, priced model.
+_RECORD_RESULTS = lua_script("record_results.lua")
+
+
+def _is_failed(bitmap: bytes, index: int) -> bool:
+    byte = index >> 3
+    return byte < len(bitmap) and bool(bitmap[byte] & (0x80 >> (index & 7)))
+
+
+class ResultStore:
+    """Reads the lines a worker must run and records what they gave."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._record = redis.register_script(_RECORD_RESULTS)
+
+    async def load_chunk(self, batch_id: str, start: int, stop: int) -> ChunkState:
+        """The batch's state and the lines of ``[start, stop)`` that have no result yet."""
+        indices = list(range(start, stop))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.batch(batch_id), ["status", "expires_at", "owner", "page_lines"])
+            pipe.hmget(keys.batch_results(batch_id), indices)
+            (status, expires_at, owner, page_lines), done = await pipe.execute()
+        lines = await self.input_lines(batch_id, start, stop, int(page_lines or 1))
+        state = ChunkState(
+            status=BatchStatus(status.decode()) if status else None,
+            expires_at=int(expires_at) if expires_at else None,
+            owner=owner.decode() if owner else "",
+        )
+        for index, line, result in zip(indices, lines, done, strict=False):
+            if result is None:
+                state.pending[index] = orjson.loads(line)
+        return state
+
+    async def input_lines(
+        self, batch_id: str, start: int, stop: int, page_lines: int
+    ) -> list[bytes]:
+        """Input lines ``[start, stop)`` of a batch stored in pages of ``page_lines``."""
+        first, last = start // page_lines, (stop - 1) // page_lines
+        pages = cast(list[bytes], await self.redis.lrange(keys.batch_lines(batch_id), first, last))
+        lines = b"\n".join(pages).split(b"\n") if pages else []
+        offset = first * page_lines
+        return lines[start - offset : stop - offset]
+
+    async def batch_status(self, batch_id: str) -> tuple[BatchStatus | None, int | None]:
+        raw = await self.redis.hmget(keys.batch(batch_id), ["status", "expires_at"])
+        status, expires_at = cast(list[bytes | None], raw)
+        return (
+            BatchStatus(status.decode()) if status else None,
+            int(expires_at) if expires_at else None,
+        )
+
+    async def record_results(
+        self, batch_id: str, owner: str, results: Sequence[LineResult], now: int
+    ) -> int:
+        """Record each result unless one is already there; returns how many were new."""
+        if not results:
+            return 0
+        args: list[Any] = [now, new_file_id(), new_file_id()]
+        for result in results:
+            args += [
+                result.index,
+                result.output_line,
+                result.outcome.value,
+                result.input_tokens,
+                result.output_tokens,
+                result.priced_model,
+            ]
+        added = await self._record(
+            keys=[
+                keys.batch(batch_id),
+                keys.batch_results(batch_id),
+                keys.batch_model_usage(batch_id),
+                keys.batch_failed_lines(batch_id),
+                keys.file(str(args[1])),
+                keys.file(str(args[2])),
+                keys.owner_files(owner),
+                keys.active_batches(),
+            ],
+            args=args,
+        )
+        return int(added)
+
+    async def iter_output(
+        self, batch_id: str, total: int, select: ResultSelection = "all"
+    ) -> AsyncIterator[bytes]:
+        """Recorded output lines in input order, a page of pipelined reads at a time."""
+        results_key = keys.batch_results(batch_id)
+        for start in range(0, total, OUTPUT_PAGE):
+            stop = min(start + OUTPUT_PAGE, total)
+            with redis_unavailable_as_router_error():
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hmget(results_key, list(range(start, stop)))
+                    # Pages start at a multiple of 8, so bit offsets line up with this slice.
+                    pipe.getrange(keys.batch_failed_lines(batch_id), start >> 3, (stop - 1) >> 3)
+                    values, bitmap = await pipe.execute()
+            page = bytearray()
+            for offset, value in enumerate(cast(list[bytes | None], values)):
+                if value is None:
+                    continue
+                if select != "all" and _is_failed(bitmap, offset) != (select == "failed"):
+                    continue
+                page += value
+                page += b"\n"
+            yield bytes(page)
+
+    async def iter_result_file(self, batch_id: str, *, failed: bool) -> AsyncIterator[bytes]:
+        """The batch's output file (succeeded lines) or error file (every other line)."""
+        with redis_unavailable_as_router_error():
+            total = await self.redis.hget(keys.batch(batch_id), "total")
+        select: ResultSelection = "failed" if failed else "succeeded"
+        async for page in self.iter_output(batch_id, int(total or 0), select):
+            yield page
+
+    async def tokens_by_model(self, batch_id: str) -> dict[str, tuple[int, int]]:
+        """Input and output tokens per priced model, for the batch's cost."""
+        with redis_unavailable_as_router_error():
+            raw = cast(
+                dict[bytes, bytes], await self.redis.hgetall(keys.batch_model_usage(batch_id))
+            )
+        usage: dict[str, list[int]] = {}
+        for field_name, value in raw.items():
+            direction, _, model = field_name.decode().partition("\t")
+            usage.setdefault(model, [0, 0])[0 if direction == "in" else 1] += int(value)
+        return {model: (tokens[0], tokens[1]) for model, tokens in usage.items()}

@@ -1,0 +1,14 @@
+"""Loads the store's Lua scripts, kept as ``.lua`` files next to the modules that run them."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+@cache
+def lua_script(name: str) -> str:
+    """The text of ``name`` in this package; read once, as each store registers it."""
+    return (_HERE / name).read_text(encoding="utf-8")

@@ -1,0 +1,1 @@
+"""The worker: broker and dispatcher, chunk runner, result recorder, sweeper."""

@@ -1,0 +1,1 @@
+"""Contract tests: the official SDK unchanged, and the OpenAPI document fuzzed."""
