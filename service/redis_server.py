@@ -52,7 +52,7 @@ class EmbeddedValkey:
             "daemonize": "no",
             "dir": str(self.data_dir),
             "appendonly": "yes",
-            # Acknowledged writes wait for their fsync with WAITAOF (service.durability);
+            # Acknowledged writes wait for their fsync with WAITAOF (service.store.durability);
             # the rest (results, queue moves) need not pay for one each.
             "appendfsync": "everysec",
             # A write waiting in WAITAOF is fsynced at the next server tick: at 100 ticks a
