@@ -12,7 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import batches, chat, files, health, prompts
 from service.api.deps import AppState
+from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
+from service.api.openapi_document import install_openapi
 from service.auth import Keyring, build_keyring
 from service.durability import DiskDurability
 from service.errors import PayloadTooLarge, RouterUnavailable, TextbatchError, UnsupportedMediaType
@@ -32,6 +34,12 @@ from service.submission import Submitter
 from service.upstreams import UpstreamRouter
 
 MAX_SHOWN_ENCODING_CHARS = 40
+
+API_DESCRIPTION = (
+    "Send your key with **Authorize** (the `x-api-key` header or `Authorization: Bearer`); "
+    "`textbatch key` prints the generated one. `POST /v1/batches` takes JSONL, one request "
+    "per line; see the README for every task's fields."
+)
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -168,7 +176,12 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         version="0.1.0",
         summary="Batch extract, summarize and classify over any OpenAI-compatible LLM.",
         lifespan=lifespan,
+        # /docs is served by install_docs from local assets; ReDoc would load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
+    install_openapi(app, API_DESCRIPTION)
     install_error_handlers(app)
     app.add_middleware(RequestBodyGuard, json_limit=settings.max_line_bytes)
     app.include_router(health.router)
