@@ -8,6 +8,7 @@ output and error files. Everything a result changes changes atomically.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, cast
 
@@ -19,6 +20,8 @@ from service.ids import new_file_id
 from service.records import BatchStatus, ChunkState, LineResult
 from service.storage import redis_unavailable_as_router_error
 
+log = logging.getLogger(__name__)
+
 OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
 ResultSelection = Literal["all", "succeeded", "failed"]
 
@@ -28,7 +31,7 @@ ResultSelection = Literal["all", "succeeded", "failed"]
 #   index, output line, outcome, input tokens, output tokens, priced model.
 _RECORD_RESULTS = """
 local batch, results, usage, failed_bits = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-if redis.call('EXISTS', batch) == 0 then return 0 end
+if redis.call('EXISTS', batch) == 0 then return {0, ''} end
 local now = ARGV[1]
 local added = 0
 for i = 4, #ARGV, 6 do
@@ -53,15 +56,17 @@ for i = 4, #ARGV, 6 do
     end
   end
 end
-if added == 0 then return 0 end
+if added == 0 then return {0, ''} end
 local f = redis.call('HMGET', batch, 'completed', 'failed', 'total', 'status', 'expired_lines',
                      'owner', 'id', 'output_bytes', 'error_bytes')
 -- Progress: the sweeper re-queues only batches that stop making any.
 redis.call('ZADD', KEYS[8], 'XX', now, f[7])
 local completed, failed, total = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
-if completed + failed < total then return added end
+if completed + failed < total then return {added, ''} end
 local status = f[4]
-if status == 'completed' or status == 'cancelled' or status == 'expired' then return added end
+if status == 'completed' or status == 'cancelled' or status == 'expired' then
+  return {added, ''}
+end
 local final = 'completed'
 if status == 'cancelling' then final = 'cancelled'
 elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
@@ -76,8 +81,13 @@ local function create_file(key, id, kind, size)
 end
 if completed > 0 then create_file(KEYS[5], ARGV[2], 'output', f[8] or '0') end
 if failed > 0 then create_file(KEYS[6], ARGV[3], 'error', f[9] or '0') end
-return added
+-- The final status, only from the one call that set it: the service logs it once.
+return {added, final, completed, failed, total}
 """
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _is_failed(bitmap: bytes, index: int) -> bool:
@@ -144,7 +154,7 @@ class ResultStore:
                 result.output_tokens,
                 result.priced_model,
             ]
-        added = await self._record(
+        reply = await self._record(
             keys=[
                 keys.batch(batch_id),
                 keys.batch_results(batch_id),
@@ -157,7 +167,18 @@ class ResultStore:
             ],
             args=args,
         )
-        return int(added)
+        added, final = int(reply[0]), _text(reply[1])
+        if final:
+            completed, failed, total = (int(value) for value in reply[2:5])
+            log.info(
+                "batch %s %s: %d succeeded, %d failed of %d lines",
+                batch_id,
+                final,
+                completed,
+                failed,
+                total,
+            )
+        return added
 
     async def iter_output(
         self, batch_id: str, total: int, select: ResultSelection = "all"

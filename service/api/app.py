@@ -15,6 +15,7 @@ from service.api.deps import AppState
 from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
 from service.api.openapi_document import install_openapi
+from service.api.upstream_probe import build_probe
 from service.auth import Keyring, build_keyring
 from service.durability import DiskDurability
 from service.errors import PayloadTooLarge, RouterUnavailable, TextbatchError, UnsupportedMediaType
@@ -161,10 +162,13 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
             upstreams=upstreams,
             prices=prices,
             prompts=prompt_store,
+            upstream_probe=build_probe(settings),
         )
         try:
             yield
         finally:
+            if app.state.textbatch.upstream_probe is not None:
+                await app.state.textbatch.upstream_probe.aclose()
             await app.state.textbatch.submitter.drain()
             await upstreams.aclose()
             await backend.aclose()

@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from service.api.upstream_probe import UpstreamProbe
 from service.auth import Keyring, Principal
 from service.errors import InvalidRequest, UnsupportedMediaType
 from service.files import FileStore
@@ -40,6 +41,8 @@ class AppState:
     upstreams: UpstreamRouter
     prices: PriceTable
     prompts: PromptStore
+    # The default upstream's liveness for /readyz; None with the offline engine.
+    upstream_probe: UpstreamProbe | None = None
 
 
 def get_state(request: Request) -> AppState:

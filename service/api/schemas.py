@@ -144,6 +144,8 @@ class Readiness(BaseModel):
     llm_backend: str
     # "ok", or "full" when the data directory's disk (or Redis's) has no room left.
     storage: str = "ok"
+    # "ok", "unreachable" when the default upstream does not answer, "offline" without one.
+    upstream: str = "ok"
     message: str | None = None
 
 
