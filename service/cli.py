@@ -74,11 +74,19 @@ def _serve_http(settings: Settings, redis_url: str) -> None:
 
 
 def _start_workers(count: int, redis_url: str) -> list[subprocess.Popen[bytes]]:
+    """Workers that start with Ctrl-C ignored: one pressed while a worker still imports
+    would end it with a traceback. The ignored SIGINT is inherited, and Python installs
+    no handler of its own over it; ``run_worker`` sets one once the worker is up, and
+    serve stops workers with SIGTERM anyway."""
     env = {**os.environ, "TEXTBATCH_REDIS_URL": redis_url}
-    return [
-        subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)
-        for _ in range(count)
-    ]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return [
+            subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)
+            for _ in range(count)
+        ]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
