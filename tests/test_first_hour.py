@@ -1,4 +1,4 @@
-"""The first hour with textbatch (issue 14): each finding a newcomer hit, checked as they meet it."""
+"""The first hour with textbatch (issue 14): each finding a newcomer hit, checked as met."""
 
 from __future__ import annotations
 
@@ -284,6 +284,7 @@ def test_readyz_reports_an_answering_upstream(llm_service: RunningService) -> No
 def test_retries_are_not_repeated_at_info(caplog: pytest.LogCaptureFixture) -> None:
     import asyncio
 
+    from service.errors import LLMError
     from service.llm.base import ChatRequest
     from service.llm.openai_compat import OpenAICompatibleBackend
     from service.llm.retry import RetryPolicy
@@ -297,7 +298,7 @@ def test_retries_are_not_repeated_at_info(caplog: pytest.LogCaptureFixture) -> N
         )
         try:
             for _ in range(2):
-                with pytest.raises(Exception):
+                with pytest.raises(LLMError, match="503"):
                     await backend.complete(
                         ChatRequest(messages=[{"role": "user", "content": "x [[fail:503]]"}])
                     )
