@@ -32,7 +32,6 @@ def _fields(batch: dict[str, Any]) -> dict[str, Any]:
     return {
         "done": counts["completed"],
         "failed": counts["failed"],
-        "status": batch["status"],
         "rate": rate,
         "eta": eta,
     }
@@ -46,7 +45,6 @@ def wait_for_batch(service: Service, batch: dict[str, Any], console: Console) ->
         TextColumn("{task.fields[done]} done / {task.fields[failed]} failed / {task.total} total"),
         TextColumn("{task.fields[rate]}"),
         TextColumn("ETA {task.fields[eta]}"),
-        TextColumn("[{task.fields[status]}]"),
     )
     total = batch["request_counts"]["total"]
     with Progress(*columns, console=console, refresh_per_second=8, transient=False) as bar:
