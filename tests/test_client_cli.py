@@ -231,3 +231,32 @@ def test_progress_is_drawn_live_in_a_terminal(with_upstream: Serve, tmp_path: Pa
     # While running, the bar shows the server's rate.
     assert re.search(r"\d+\.\d lines/s", screen), screen[-2000:]
     assert len(out.read_bytes().splitlines()) == 4
+
+
+def test_files_and_prompts_commands_round_trip(offline: Serve, tmp_path: Path) -> None:
+    source = SAMPLES / "classify.jsonl"
+    uploaded = _cli(offline, "files", "upload", str(source))
+    assert uploaded.returncode == 0, uploaded.stderr.decode()
+    file_id = uploaded.stdout.decode().strip()
+    assert re.fullmatch(r"file-[0-9a-f]{32}", file_id)
+    assert file_id in _cli(offline, "files", "list").stdout.decode()
+    assert orjson.loads(_cli(offline, "files", "show", file_id).stdout)["bytes"] == len(
+        source.read_bytes()
+    )
+    assert _cli(offline, "files", "content", file_id).stdout == source.read_bytes()
+    assert _cli(offline, "files", "delete", file_id).returncode == 0
+    gone = _cli(offline, "files", "show", file_id)
+    assert gone.returncode == 2 and "HTTP 404" in gone.stderr.decode()
+
+    prompt = tmp_path / "prompt.json"
+    prompt.write_bytes(
+        orjson.dumps(
+            {"slug": "greet", "messages": [{"role": "user", "content": "Say hi to {{ name }}."}]}
+        )
+    )
+    assert _cli(offline, "prompts", "create", str(prompt)).stdout.decode().strip() == "greet"
+    assert "greet  published v1" in _cli(offline, "prompts", "list").stdout.decode()
+    shown = orjson.loads(_cli(offline, "prompts", "show", "greet").stdout)
+    assert shown["slug"] == "greet"
+    assert _cli(offline, "prompts", "delete", "greet").returncode == 0
+    assert "greet" not in _cli(offline, "prompts", "list").stdout.decode()

@@ -414,3 +414,14 @@ def test_the_readme_sample_output_is_what_the_sample_gives(offline_service: Runn
     text = first["body"]["text"]
     for entity in shown_content["entities"]:
         assert text[entity["start"] : entity["end"]] == entity["text"]
+
+
+def test_the_start_up_backend_line_never_shows_credentials() -> None:
+    from service.llm.factory import describe_backend
+    from service.settings import Settings
+
+    settings = Settings(
+        llm_base_url="https://user:pa55word@llm.example.com:8443/v1?key=secret",
+        llm_model="qwen3:4b",
+    )
+    assert describe_backend(settings) == "https://llm.example.com:8443/v1, model qwen3:4b"
