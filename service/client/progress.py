@@ -21,9 +21,24 @@ def _pace(batch: dict[str, Any]) -> tuple[str, str]:
     """The server's rate and ETA for the bar (it measures both from the batch's own clock)."""
     progress = batch.get("progress")
     if not progress:
-        return "-", "--:--:--"
+        return _overall_rate(batch), "--:--:--"
     eta = datetime.fromtimestamp(progress["eta_at"]).strftime("%H:%M:%S")
     return f"{progress['lines_per_second']:.1f} lines/s", eta
+
+
+def _overall_rate(batch: dict[str, Any]) -> str:
+    """A finished batch's average rate, from its own timestamps; "-" before any line is done."""
+    started = batch.get("in_progress_at")
+    ended = next(
+        (batch[name] for name in ("completed_at", "cancelled_at", "expired_at") if batch.get(name)),
+        None,
+    )
+    counts = batch["request_counts"]
+    finished = counts["completed"] + counts["failed"]
+    if started is None or ended is None or finished == 0:
+        return "-"
+    # Timestamps are whole seconds: a batch done within one counts as taking one.
+    return f"{finished / max(1, ended - started):.1f} lines/s"
 
 
 def _fields(batch: dict[str, Any]) -> dict[str, Any]:
