@@ -1,4 +1,5 @@
-"""The ``textbatch`` command: ``serve`` (API and workers together), ``api`` and ``worker`` apart."""
+"""The ``textbatch`` command: ``serve``, ``api`` and ``worker`` run the service; the client
+commands (``submit``, ``batches``, ``files``, ``prompts``, ``key``) talk to it over HTTP."""
 
 from __future__ import annotations
 
