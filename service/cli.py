@@ -1,8 +1,8 @@
-"""The ``textbatch`` command: ``serve`` (API and workers together), ``api`` and ``worker`` apart."""
+"""The ``textbatch`` command: ``serve``, ``api`` and ``worker`` run the service; the client
+commands (``submit``, ``batches``, ``files``, ``prompts``, ``key``) talk to it over HTTP."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -11,21 +11,36 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import version as _package_version
 from types import FrameType
+
+import click
 
 from service.api.app import create_app
 from service.api.server import build_server
 from service.auth import ensure_generated_key
+from service.client.commands import add_client_commands
 from service.data_dir_lock import DataDirInUse, DataDirLock
-from service.redis_server import EmbeddedValkey, resolve_redis_url
+from service.embedded_access import shown_redis_url
+from service.llm.factory import describe_backend
+from service.llm.pricing import PriceTable
+from service.redis_server import EmbeddedPortInUse, EmbeddedValkey, resolve_redis_url
 from service.runtime import die_with_parent, tune_garbage_collector, use_fast_event_loop
-from service.settings import Settings, load_settings
+from service.settings import Settings
+from service.settings_check import fail_on_settings, settings_or_exit
 from service.worker.chunk_runner import run_worker
 
 log = logging.getLogger("textbatch")
 
 # A stopping worker records what it finished and gives back the rest within this long.
 WORKER_STOP_SECONDS = 4.0
+
+
+def version() -> str:
+    try:
+        return _package_version("textbatch")
+    except Exception:  # not installed, only on the path
+        return "unknown"
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -41,12 +56,18 @@ def _announce_key(settings: Settings) -> None:
         return
     key, created = ensure_generated_key(settings.data_dir)
     where = settings.data_dir / "api-key"
-    verb = "Generated" if created else "Using"
-    print(f"{verb} API key (kept in {where}):\n\n    {key}\n", flush=True)
+    if created:
+        print(f"Generated API key (kept in {where}):\n\n    {key}\n", flush=True)
+    else:
+        # Not the key itself: output often ends up in logs (a container's, a journal).
+        print(f"Using the API key kept in {where} (show it with: textbatch key)", flush=True)
 
 
 def _serve_http(settings: Settings, redis_url: str) -> None:
     app = create_app(settings, redis_url)
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    log.info("LLM backend: %s", describe_backend(settings))
+    log.info("API docs at http://%s:%d/docs", shown_host, settings.port)
     server = build_server(app, settings)
     # uvicorn re-raises the Ctrl-C it handled; the shutdown was orderly, so end quietly.
     with contextlib.suppress(KeyboardInterrupt):
@@ -54,13 +75,23 @@ def _serve_http(settings: Settings, redis_url: str) -> None:
 
 
 def _start_workers(count: int, redis_url: str) -> list[subprocess.Popen[bytes]]:
+    """Workers that start with Ctrl-C ignored: one pressed while a worker still imports
+    would end it with a traceback. The ignored SIGINT is inherited, and Python installs
+    no handler of its own over it; ``run_worker`` sets one once the worker is up, and
+    serve stops workers with SIGTERM anyway."""
     env = {**os.environ, "TEXTBATCH_REDIS_URL": redis_url}
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker"], env=env, preexec_fn=die_with_parent
-        )
-        for _ in range(count)
-    ]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return [
+            subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "worker"],
+                env=env,
+                preexec_fn=die_with_parent,
+            )
+            for _ in range(count)
+        ]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -118,7 +149,10 @@ def _start_redis(
     settings: Settings, lock: DataDirLock | None, role: str
 ) -> tuple[str, EmbeddedValkey | None]:
     keep_open = [lock.fd] if lock is not None else []
-    redis_url, embedded = resolve_redis_url(settings, keep_open=keep_open)
+    try:
+        redis_url, embedded = resolve_redis_url(settings, keep_open=keep_open)
+    except EmbeddedPortInUse as exc:
+        fail_on_settings(str(exc))
     if lock is not None and embedded is not None:
         lock.record(f"textbatch {role} PID {os.getpid()} (embedded Valkey PID {embedded.pid})")
     return redis_url, embedded
@@ -152,9 +186,10 @@ def command_api(settings: Settings) -> None:
     try:
         _announce_key(settings)
         redis_url, embedded = _start_redis(settings, lock, "api")
-        if embedded is not None:
-            hint = f"start workers with TEXTBATCH_REDIS_URL={redis_url}"
-            print(f"Embedded Redis at {redis_url}; {hint}", flush=True)
+        if embedded is not None and embedded.port is not None:
+            # The URL carries the password: name the file it is kept in instead.
+            shown = shown_redis_url(settings.data_dir, embedded.port)
+            print(f'Embedded Valkey; start workers with TEXTBATCH_REDIS_URL="{shown}"', flush=True)
         _serve_http(settings, redis_url)
     except KeyboardInterrupt:
         pass
@@ -176,34 +211,64 @@ def _stop_embedded(embedded: EmbeddedValkey | None) -> None:
         embedded.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="textbatch", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the API and workers together")
-    api = commands.add_parser("api", help="run the HTTP API only")
-    for sub in (serve, api):
-        sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-        sub.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    commands.add_parser("worker", help="run a worker that executes queued lines")
-    args = parser.parse_args(argv)
+@click.group(
+    help="textbatch: a batch service for extract, summarize and classify over LLMs.\n\n"
+    "Server commands run the service; client commands talk to a running one over HTTP "
+    "(TEXTBATCH_URL, default http://127.0.0.1:8000).",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(
+    version(), "--version", "-V", prog_name="textbatch", message="%(prog)s %(version)s"
+)
+def textbatch() -> None:
+    pass
 
+
+def _server_settings(host: str | None, port: int | None) -> Settings:
     overrides = {
-        name: getattr(args, name)
-        for name in ("host", "port")
-        if getattr(args, name, None) is not None
+        name: value for name, value in (("host", host), ("port", port)) if value is not None
     }
-    settings = load_settings(**overrides)
+    settings = settings_or_exit(**overrides)
+    try:
+        PriceTable.load(settings.price_table)
+    except ValueError as exc:
+        fail_on_settings(f"TEXTBATCH_PRICE_TABLE: {exc}")
     _configure_logging(settings)
     # Before anything makes a loop: uvicorn's and the worker's loops are then uvloop's.
     use_fast_event_loop()
     tune_garbage_collector()
-    if args.command == "serve":
-        command_serve(settings, max(1, args.workers))
-    elif args.command == "api":
-        command_api(settings)
-    else:
-        command_worker(settings)
+    return settings
+
+
+_host_option = click.option("--host", help="address to listen on (default 127.0.0.1)")
+_port_option = click.option("--port", type=int, help="port to listen on (default 8000)")
+
+
+@textbatch.command("serve", help="[server] run the API, workers and embedded Valkey together")
+@_host_option
+@_port_option
+@click.option("--workers", type=int, default=1, show_default=True, help="worker processes")
+def _serve(host: str | None, port: int | None, workers: int) -> None:
+    command_serve(_server_settings(host, port), max(1, workers))
+
+
+@textbatch.command("api", help="[server] run the HTTP API only")
+@_host_option
+@_port_option
+def _api(host: str | None, port: int | None) -> None:
+    command_api(_server_settings(host, port))
+
+
+@textbatch.command("worker", help="[server] run a worker that executes queued lines")
+def _worker() -> None:
+    command_worker(_server_settings(None, None))
+
+
+add_client_commands(textbatch)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    textbatch.main(args=list(argv) if argv is not None else None, prog_name="textbatch")
 
 
 if __name__ == "__main__":

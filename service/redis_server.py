@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -12,6 +13,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from service.embedded_access import (
+    embedded_password,
+    embedded_port,
+    port_in_use,
+    redis_url,
+)
 from service.runtime import die_with_parent
 from service.settings import Settings
 
@@ -35,9 +42,11 @@ class EmbeddedValkey:
         *,
         keep_open: Sequence[int] = (),
         end_with_parent: bool = False,
+        password: str | None = None,
     ) -> None:
         self.data_dir = data_dir / "valkey"
         self.port = port
+        self._password = password
         self._keep_open = tuple(keep_open)
         # The service's own server stops (gracefully, on SIGTERM) if its owner is killed.
         self._end_with_parent = end_with_parent
@@ -46,6 +55,7 @@ class EmbeddedValkey:
     def _config(self, port: int) -> dict[str, str]:
         """The server's settings; append-only persistence, as a batch must survive a restart."""
         return {
+            # Loopback only; the password keeps out other users of this machine.
             "bind": "127.0.0.1",
             "port": str(port),
             "protected-mode": "yes",
@@ -63,7 +73,7 @@ class EmbeddedValkey:
             "dbfilename": "dump.rdb",
             "logfile": '""',
             "loglevel": "notice",
-        }
+        } | ({"requirepass": self._password} if self._password else {})
 
     def start(self, timeout: float = 60.0) -> str:
         """Start the server and wait until it has loaded its data; return its URL."""
@@ -73,7 +83,11 @@ class EmbeddedValkey:
         port = self.port or _free_port()
         config_path = self.data_dir / "valkey.conf"
         lines = [f"{name} {value}" for name, value in self._config(port).items()]
-        config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # The config holds the password: readable by this user only.
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        os.chmod(config_path, 0o600)
         # Output goes to a file: nobody reads a pipe, and a full pipe would block the server.
         with open(self.data_dir / "valkey.log", "ab") as log_file:
             self._process = subprocess.Popen(
@@ -91,9 +105,9 @@ class EmbeddedValkey:
         except BaseException:
             self.kill()
             raise
-        url = f"redis://127.0.0.1:{port}"
-        log.info("embedded Valkey started at %s with data in %s", url, self.data_dir)
-        return url
+        # The password is not logged: the URL carrying it is a secret.
+        log.info("embedded Valkey started on 127.0.0.1:%d with data in %s", port, self.data_dir)
+        return redis_url(port, self._password)
 
     def _wait_until_ready(self, port: int, timeout: float) -> None:
         assert self._process is not None
@@ -144,7 +158,8 @@ def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            # NOAUTH also means it has loaded and answers: the password is asked for later.
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -155,8 +170,21 @@ def resolve_redis_url(
     """The Redis URL to hand to API and workers, starting embedded Valkey when none is set."""
     if settings.redis_url:
         return settings.redis_url, None
-    server = EmbeddedValkey(settings.data_dir, keep_open=keep_open, end_with_parent=True)
+    port = embedded_port(settings.data_dir, settings.embedded_redis_port)
+    if port_in_use(port):
+        raise EmbeddedPortInUse(
+            f"the embedded Valkey's port {port} is in use by another program; set "
+            "TEXTBATCH_EMBEDDED_REDIS_PORT to a free port"
+        )
+    password = embedded_password(settings.data_dir)
+    server = EmbeddedValkey(
+        settings.data_dir, port, keep_open=keep_open, password=password, end_with_parent=True
+    )
     return server.start(), server
+
+
+class EmbeddedPortInUse(RuntimeError):
+    """The port the embedded Valkey keeps is taken by another program."""
 
 
 # Connections one process may open to Redis; past this, callers wait for a free one

@@ -6,6 +6,7 @@ tests construct their own instead of mutating a global.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -14,8 +15,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from service.llm.profiles import UpstreamProfile, choose_profile, profile_named
 
 
-def _default_data_dir() -> Path:
-    return Path.home() / ".local" / "share" / "textbatch"
+def default_data_dir() -> Path:
+    """Where the service keeps its data unless ``TEXTBATCH_DATA_DIR`` says otherwise."""
+    # The XDG base directory rule: $XDG_DATA_HOME when set (and absolute), else ~/.local/share.
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "textbatch"
 
 
 class UpstreamConfig(BaseModel):
@@ -44,10 +49,13 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         default=None, description="Comma-separated API keys; unset: one is generated."
     )
-    data_dir: Path = Field(default_factory=_default_data_dir)
+    data_dir: Path = Field(default_factory=default_data_dir)
 
     # Redis and queue
     redis_url: str | None = Field(default=None, description="Unset: start embedded Valkey.")
+    # The embedded Valkey's loopback port; unset: a free port chosen on first start and kept
+    # in the data directory, so the URL given to workers stays right after a restart.
+    embedded_redis_port: int | None = Field(default=None, ge=1, le=65535)
     queue_name: str = "textbatch-lines"
     chunk_size: int = Field(default=32, ge=1, le=1000)
     worker_threads: int = Field(default=8, ge=1, le=256)

@@ -12,7 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import batches, chat, files, health, prompts
 from service.api.deps import AppState
+from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
+from service.api.openapi_document import install_openapi
+from service.api.upstream_probe import build_probe
 from service.auth import Keyring, build_keyring
 from service.errors import PayloadTooLarge, RouterUnavailable, TextbatchError, UnsupportedMediaType
 from service.intake.commit import Submitter
@@ -32,6 +35,12 @@ from service.store.results import ResultStore
 from service.worker.queue import ChunkDispatcher, build_broker
 
 MAX_SHOWN_ENCODING_CHARS = 40
+
+API_DESCRIPTION = (
+    "Send your key with **Authorize** (the `x-api-key` header or `Authorization: Bearer`); "
+    "`textbatch key` prints the generated one. `POST /v1/batches` takes JSONL, one request "
+    "per line; see the README for every task's fields."
+)
 
 
 def _header(scope: Scope, name: bytes) -> str:
@@ -153,10 +162,13 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
             upstreams=upstreams,
             prices=prices,
             prompts=prompt_store,
+            upstream_probe=build_probe(settings),
         )
         try:
             yield
         finally:
+            if app.state.textbatch.upstream_probe is not None:
+                await app.state.textbatch.upstream_probe.aclose()
             await app.state.textbatch.submitter.drain()
             await upstreams.aclose()
             await backend.aclose()
@@ -168,7 +180,12 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         version="0.1.0",
         summary="Batch extract, summarize and classify over any OpenAI-compatible LLM.",
         lifespan=lifespan,
+        # /docs is served by install_docs from local assets; ReDoc would load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
+    install_openapi(app, API_DESCRIPTION)
     install_error_handlers(app)
     app.add_middleware(RequestBodyGuard, json_limit=settings.max_line_bytes)
     app.include_router(health.router)

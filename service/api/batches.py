@@ -20,6 +20,24 @@ from service.intake.submit import Prepared, submit
 from service.llm.pricing import summarize_cost
 from service.store.records import BatchRecord
 
+# What a JSONL body is: OpenAPI has no schema for "lines of JSON", so the line's shape is
+# described in words and by an example that the service accepts as it stands.
+JSONL_BODY = {
+    "schema": {
+        "type": "string",
+        "description": "One JSON request per line (JSONL): `custom_id`, `method` POST, `url` "
+        "`/v1/chat/completions` and a `body` whose `model` is `extract`, `summarize`, "
+        "`classify` or a pass-through model. CRLF and trailing blank lines are fine.",
+    },
+    "example": (
+        '{"custom_id": "doc-1", "method": "POST", "url": "/v1/chat/completions", "body": '
+        '{"model": "summarize", "text": "The council approved the budget on Monday."}}\n'
+        '{"custom_id": "doc-2", "method": "POST", "url": "/v1/chat/completions", "body": '
+        '{"model": "classify", "text": "I want my money back.", "labels": '
+        '[{"name": "refund", "rubric": "Does the customer ask for money back?"}]}}\n'
+    ),
+}
+
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ERROR_RESPONSES)
 
 
@@ -37,7 +55,8 @@ async def batch_view(state: AppState, record: BatchRecord) -> BatchPublic:
         "requestBody": {
             "required": True,
             "content": {
-                "application/jsonl": {"schema": {"type": "string"}},
+                "application/jsonl": JSONL_BODY,
+                "application/x-ndjson": JSONL_BODY,
                 # Inlined: the route reads its body itself, so the model is not a component.
                 "application/json": {"schema": BatchCreate.model_json_schema()},
             },

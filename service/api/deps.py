@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
+from service.api.upstream_probe import UpstreamProbe
 from service.auth import Keyring, Principal
 from service.errors import InvalidRequest, UnsupportedMediaType
 from service.intake.commit import Submitter
@@ -39,6 +41,8 @@ class AppState:
     upstreams: UpstreamRouter
     prices: PriceTable
     prompts: PromptStore
+    # The default upstream's liveness for /readyz; None with the offline engine.
+    upstream_probe: UpstreamProbe | None = None
 
 
 def get_state(request: Request) -> AppState:
@@ -49,7 +53,18 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def authenticate(request: Request, state: StateDep) -> Principal:
+# Declared so the OpenAPI document names both ways to send a key ("Authorize" in /docs);
+# the key itself is read from the headers below, whichever scheme carried it.
+_KEY_HEADER = APIKeyHeader(name="x-api-key", auto_error=False, scheme_name="ApiKeyHeader")
+_BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+
+def authenticate(
+    request: Request,
+    state: StateDep,
+    _header_key: Annotated[str | None, Security(_KEY_HEADER)] = None,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+) -> Principal:
     """The caller, from ``x-api-key`` or ``Authorization: Bearer``; 401 otherwise."""
     presented = request.headers.get("x-api-key")
     if not presented:

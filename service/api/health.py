@@ -28,7 +28,7 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: StateDep) -> Readiness | JSONResponse:
-    """Redis answers, both disks have room, and which LLM backend is configured."""
+    """Redis answers, both disks have room, the upstream answers; which backend is set."""
     label = backend_label(state.settings)
     data_dir = state.settings.data_dir
     redis_state, storage, message = "ok", "ok", None
@@ -43,13 +43,19 @@ async def readyz(state: StateDep) -> Readiness | JSONResponse:
             raise
         redis_state, storage = "disk_full", "full"
         message = f"Redis cannot write to {state.store.durability.redis_dir}: its disk is full."
-    if redis_state != "ok" or storage != "ok":
+    upstream = "offline"
+    if state.upstream_probe is not None:
+        upstream = "ok" if await state.upstream_probe.answers() else "unreachable"
+        if upstream != "ok" and message is None:
+            message = "The default upstream does not answer (GET /models, 2 s)."
+    if redis_state != "ok" or storage != "ok" or upstream == "unreachable":
         not_ready = Readiness(
             status="unavailable",
             redis=redis_state,
             llm_backend=label,
             storage=storage,
+            upstream=upstream,
             message=message,
         )
         return JSONResponse(not_ready.model_dump(), status_code=503)
-    return Readiness(status="ready", redis="ok", llm_backend=label)
+    return Readiness(status="ready", redis="ok", llm_backend=label, upstream=upstream)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from service.api.batch_progress import BatchProgress, batch_progress
 from service.llm.pricing import CostSummary
 from service.store.records import BatchRecord
 
@@ -68,6 +69,8 @@ class BatchPublic(BaseModel):
     cancelling_at: int | None
     cancelled_at: int | None
     request_counts: RequestCounts
+    # Rate and estimated completion while running (see BatchProgress); null otherwise.
+    progress: BatchProgress | None = None
     usage: BatchUsage
     metadata: dict[str, str] | None
 
@@ -99,6 +102,7 @@ class BatchPublic(BaseModel):
             request_counts=RequestCounts(
                 total=counters["total"], completed=counters["completed"], failed=counters["failed"]
             ),
+            progress=batch_progress(record),
             usage=BatchUsage(
                 input_tokens=counters["input_tokens"],
                 output_tokens=counters["output_tokens"],
@@ -140,6 +144,8 @@ class Readiness(BaseModel):
     llm_backend: str
     # "ok", or "full" when the data directory's disk (or Redis's) has no room left.
     storage: str = "ok"
+    # "ok", "unreachable" when the default upstream does not answer, "offline" without one.
+    upstream: str = "ok"
     message: str | None = None
 
 

@@ -10,6 +10,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.errors import LineFault
+from service.model_hints import (
+    NO_DEFAULT_UPSTREAM,
+    did_you_mean,
+    near_task,
+    no_upstream,
+    passthrough_needs,
+)
 from tasks.base import DEFAULT_LIMITS, LIMITS_CONTEXT_KEY, TaskLimits
 from tasks.registry import TASKS, get_task
 
@@ -88,19 +95,19 @@ def _passthrough_faults(
                 f"model must be a string: {tasks} or an upstream model.",
             )
         ]
-    if rules.route_fault is None:
-        return [
-            line_fault(
-                line, custom_id, "body.model", f"model must be one of {tasks}; got {model!r}."
-            )
-        ]
-    problem = rules.route_fault(model)
+    required = PASSTHROUGH_URLS.get(url)
+    missing = required is not None and required not in body
+    meant = near_task(model, TASKS)
+    if meant is not None and missing:
+        return [line_fault(line, custom_id, "body.model", did_you_mean(model, meant, TASKS))]
+    problem = no_upstream(model, TASKS) if rules.route_fault is None else rules.route_fault(model)
+    if problem == NO_DEFAULT_UPSTREAM:
+        problem = no_upstream(model, TASKS)
     if problem is not None:
         return [line_fault(line, custom_id, "body.model", problem)]
-    required = PASSTHROUGH_URLS.get(url)
-    if required is not None and required not in body:
+    if required is not None and missing:
         return [
-            line_fault(line, custom_id, f"body.{required}", f"{required} is required for {url}.")
+            line_fault(line, custom_id, f"body.{required}", passthrough_needs(model, required, url))
         ]
     return []
 

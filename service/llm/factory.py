@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from service.llm.base import ChatBackend
 from service.llm.limiter import AdaptiveLimiter
@@ -115,3 +115,14 @@ def priced_model(settings: Settings) -> str:
 def backend_label(settings: Settings) -> str:
     """What ``/readyz`` reports, without credentials."""
     return "openai-compatible" if settings.llm_base_url else "offline"
+
+
+def describe_backend(settings: Settings) -> str:
+    """The backend in words for the start-up log: offline, or the URL (no credentials) and model."""
+    if settings.llm_base_url is None:
+        return "offline engine (no TEXTBATCH_LLM_BASE_URL set)"
+    parts = urlsplit(settings.llm_base_url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return f"{shown}, model {settings.llm_model}"

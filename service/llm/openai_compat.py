@@ -107,6 +107,8 @@ class OpenAICompatibleBackend:
         self._context_tokens = context_tokens or profile.context_tokens
         # What this upstream refused for our model, learned in this process.
         self.adaptations = Adaptations()
+        # Whether the last call needed a retry: a failing upstream is said once, not per retry.
+        self._retrying = False
         self._client: aiohttp.ClientSession | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
@@ -125,6 +127,21 @@ class OpenAICompatibleBackend:
     def context_tokens(self) -> int:
         """The model's context window: prompt and output budget of a call must fit in it."""
         return self._context_tokens
+
+    def _failing(self, failure: LLMError) -> None:
+        if not self._retrying:
+            self._retrying = True
+            logger.warning(
+                "upstream %s is failing (%s, HTTP %s); retrying its calls (each retry at DEBUG)",
+                self._host,
+                failure.code,
+                failure.upstream_status or "-",
+            )
+
+    def _answered(self) -> None:
+        if self._retrying:
+            self._retrying = False
+            logger.info("upstream %s answers again", self._host)
 
     def __repr__(self) -> str:
         # The key is left out on purpose: reprs end up in logs and tracebacks.
@@ -287,17 +304,21 @@ class OpenAICompatibleBackend:
                     raise with_usage(rejection(response, calls, self._api_key), usage)
                 else:
                     try:
-                        return read(response), calls
+                        result = read(response), calls
                     except UnusableBody:
                         failure = UpstreamFailed(
                             _NOT_A_COMPLETION, attempts=calls, upstream_status=status
                         )
+                    else:
+                        self._answered()
+                        return result
             if attempt >= max_attempts:
                 raise with_usage(failure, usage)
             wait = self.retry.delay(attempt, retry_after)
             # Retries are routine under load; the final error is what callers report. The
-            # failure's message may quote the request's text, so INFO gets its kind only.
-            logger.info(
+            # failure's message may quote the request's text, so it goes to DEBUG only.
+            self._failing(failure)
+            logger.debug(
                 "upstream %s attempt %d/%d failed (%s, HTTP %s); retrying in %.2fs",
                 self._host,
                 attempt,

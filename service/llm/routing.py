@@ -21,11 +21,12 @@ from service.errors import InvalidRequest
 from service.llm.base import ChatBackend
 from service.llm.factory import CapacityShare, build_openai_backend
 from service.llm.openai_compat import OpenAICompatibleBackend
+from service.model_hints import NO_DEFAULT_UPSTREAM
 from service.settings import Settings
 
 DEFAULT_PROVIDER = "default"
 
-_NO_DEFAULT = "no upstream is configured for pass-through models; set TEXTBATCH_LLM_BASE_URL"
+_NO_DEFAULT = NO_DEFAULT_UPSTREAM
 
 
 @dataclass(frozen=True)

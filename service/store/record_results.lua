@@ -1,5 +1,5 @@
 local batch, results, usage, failed_bits = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-if redis.call('EXISTS', batch) == 0 then return 0 end
+if redis.call('EXISTS', batch) == 0 then return {0, ''} end
 local now = ARGV[1]
 local added = 0
 for i = 4, #ARGV, 6 do
@@ -24,15 +24,17 @@ for i = 4, #ARGV, 6 do
     end
   end
 end
-if added == 0 then return 0 end
+if added == 0 then return {0, ''} end
 local f = redis.call('HMGET', batch, 'completed', 'failed', 'total', 'status', 'expired_lines',
                      'owner', 'id', 'output_bytes', 'error_bytes')
 -- Progress: the sweeper re-queues only batches that stop making any.
 redis.call('ZADD', KEYS[8], 'XX', now, f[7])
 local completed, failed, total = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
-if completed + failed < total then return added end
+if completed + failed < total then return {added, ''} end
 local status = f[4]
-if status == 'completed' or status == 'cancelled' or status == 'expired' then return added end
+if status == 'completed' or status == 'cancelled' or status == 'expired' then
+  return {added, ''}
+end
 local final = 'completed'
 if status == 'cancelling' then final = 'cancelled'
 elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
@@ -47,4 +49,5 @@ local function create_file(key, id, kind, size)
 end
 if completed > 0 then create_file(KEYS[5], ARGV[2], 'output', f[8] or '0') end
 if failed > 0 then create_file(KEYS[6], ARGV[3], 'error', f[9] or '0') end
-return added
+-- The final status, only from the one call that set it: the service logs it once.
+return {added, final, completed, failed, total}

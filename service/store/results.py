@@ -8,6 +8,7 @@ output and error files. Everything a result changes changes atomically.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, cast
 
@@ -21,6 +22,8 @@ from service.store.lifecycle import BatchStatus
 from service.store.records import ChunkState, LineResult
 from service.store.scripts import lua_script
 
+log = logging.getLogger(__name__)
+
 OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
 ResultSelection = Literal["all", "succeeded", "failed"]
 
@@ -29,6 +32,10 @@ ResultSelection = Literal["all", "succeeded", "failed"]
 # ARGV: now, output file id, error file id, then per result:
 #   index, output line, outcome, input tokens, output tokens, priced model.
 _RECORD_RESULTS = lua_script("record_results.lua")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _is_failed(bitmap: bytes, index: int) -> bool:
@@ -95,7 +102,7 @@ class ResultStore:
                 result.output_tokens,
                 result.priced_model,
             ]
-        added = await self._record(
+        reply = await self._record(
             keys=[
                 keys.batch(batch_id),
                 keys.batch_results(batch_id),
@@ -108,7 +115,18 @@ class ResultStore:
             ],
             args=args,
         )
-        return int(added)
+        added, final = int(reply[0]), _text(reply[1])
+        if final:
+            completed, failed, total = (int(value) for value in reply[2:5])
+            log.info(
+                "batch %s %s: %d succeeded, %d failed of %d lines",
+                batch_id,
+                final,
+                completed,
+                failed,
+                total,
+            )
+        return added
 
     async def iter_output(
         self, batch_id: str, total: int, select: ResultSelection = "all"

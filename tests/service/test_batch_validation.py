@@ -216,5 +216,6 @@ def test_health_and_readiness_need_no_key(llm_service: RunningService) -> None:
         "redis": "ok",
         "llm_backend": "openai-compatible",
         "storage": "ok",
+        "upstream": "ok",
         "message": None,
     }
