@@ -41,9 +41,10 @@ def real_service(
         llm_base_url=llama_proxy.base_url,
         llm_model=MODEL_NAME,
         llm_profile="llamacpp",
-        # Two slots: more calls in flight only queue inside the server.
-        llm_concurrency="2",
-        llm_timeout="120",
+        # One slot: more calls in flight would only queue inside the server. A loaded
+        # machine (two test runs at once) makes a call slow, never a failure.
+        llm_concurrency="1",
+        llm_timeout="300",
         llm_max_attempts="2",
         llm_backoff_base="0.1",
         llm_backoff_max="0.5",
