@@ -11,13 +11,14 @@ import pytest
 from service.errors import InvalidModelOutput, ModelRefused, OutputTruncated, UpstreamTimeout
 from service.execution import LineContext, run_line
 from service.intake.validation import LineRules, validate_body
-from service.llm.base import ChatReply, ChatRequest, Usage
+from service.llm.base import ChatReply, Usage
 from service.llm.routing import UpstreamRouter
 from service.settings import load_settings
 from service.store.lifecycle import LineOutcome
 from tasks.base import DEFAULT_SEED, TaskLimits
 from tasks.classify import read_verdicts
 from tasks.execute import TaskOutcome, parse_task_body, run_task
+from tests.support.scripted_backend import ScriptedBackend
 
 CLASSIFY_BODY: dict[str, Any] = {
     "model": "classify",
@@ -34,34 +35,6 @@ EXTRACT_BODY: dict[str, Any] = {
     "entities": {"person": "people", "location": "places"},
 }
 GOOD_CLASSIFY = '{"labels": {"refund": true, "Late Delivery": false}}'
-
-
-class ScriptedBackend:
-    """Answers each request with the next scripted reply and records what it was asked."""
-
-    # As a backend with no budget cap of its own and room for any text.
-    output_token_cap = 1_000_000
-    context_tokens: int | None = None
-
-    def __init__(self, replies: list[ChatReply | Exception], cap: int | None = None) -> None:
-        self.replies = replies
-        self.requests: list[ChatRequest] = []
-        if cap is not None:
-            self.output_token_cap = cap
-
-    @property
-    def name(self) -> str:
-        return "scripted"
-
-    async def complete(self, request: ChatRequest) -> ChatReply:
-        self.requests.append(request)
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    async def aclose(self) -> None:
-        return None
 
 
 CALL_USAGE = Usage(10, 5)

@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from service.errors import InvalidModelOutput, UpstreamFailed
-from service.llm.base import ChatReply, ChatRequest, Usage
+from service.llm.base import ChatReply, Usage
 from tasks.base import AnswerRejected, TaskLimits, UnknownTaskModel
 from tasks.classify import ClassifyRequest, ClassifyTask
 from tasks.execute import TaskOutcome, chat_completion_body, parse_answer, parse_task_body, run_task
 from tasks.extract import ExtractRequest, ExtractTask, ground_entities
 from tasks.registry import TASKS, get_task
 from tasks.summarize import SummarizeRequest, SummarizeTask
+from tests.support.scripted_backend import ScriptedBackend
 
 EXTRACT_BODY: dict[str, Any] = {
     "model": "extract",
@@ -338,32 +339,6 @@ def test_summary_is_stripped_and_must_not_be_empty() -> None:
 
 
 # --- execution --------------------------------------------------------------------------------
-
-
-class ScriptedBackend:
-    """Answers each request with the next scripted reply and records what it was asked."""
-
-    # As a backend with no budget cap of its own and room for any text.
-    output_token_cap = 1_000_000
-    context_tokens: int | None = None
-
-    def __init__(self, replies: list[ChatReply | Exception]) -> None:
-        self.replies = replies
-        self.requests: list[ChatRequest] = []
-
-    @property
-    def name(self) -> str:
-        return "scripted"
-
-    async def complete(self, request: ChatRequest) -> ChatReply:
-        self.requests.append(request)
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    async def aclose(self) -> None:
-        return None
 
 
 def reply(content: str, *, attempts: int = 1) -> ChatReply:
