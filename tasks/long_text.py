@@ -74,10 +74,29 @@ class _Budget:
 
 
 def prompt_overhead(task: AnyTask, request: TaskRequest) -> int:
-    """Tokens of the task's prompt around the text: its messages with an empty text."""
+    """Tokens of the task's prompt around the text: its messages with an empty text.
+
+    Lines of a batch mostly share labels and instructions, so the count is kept per
+    task and request-without-text: rendering and counting the prompt again for every
+    line cost about as much as the rest of a line's work.
+    """
+    key = (task.name, request.model_dump_json(exclude={"text"}))
+    known = _OVERHEADS.get(key)
+    if known is not None:
+        return known
     empty = request.model_copy(update={"text": ""})
     messages = task.render_messages(empty)
-    return sum(estimate_tokens(message["content"]) + MESSAGE_TOKENS for message in messages)
+    tokens = sum(estimate_tokens(message["content"]) + MESSAGE_TOKENS for message in messages)
+    if len(_OVERHEADS) >= _MAX_OVERHEADS:
+        _OVERHEADS.clear()
+    _OVERHEADS[key] = tokens
+    return tokens
+
+
+# Prompt overheads by (task, request without its text); cleared when full, so a stream of
+# distinct requests costs one render each and no unbounded memory.
+_OVERHEADS: dict[tuple[str, str], int] = {}
+_MAX_OVERHEADS = 1024
 
 
 def plan_single_call(task: AnyTask, request: TaskRequest, context: int, cap: int) -> int | None:
