@@ -28,8 +28,15 @@ class CapacityShare:
 
 def build_backend(settings: Settings, share: CapacityShare | None = None) -> ChatBackend:
     """The OpenAI-compatible client when a base URL is set, else the offline engine."""
+    return build_default_backend(settings, share) or OfflineEngine()
+
+
+def build_default_backend(
+    settings: Settings, share: CapacityShare | None = None
+) -> OpenAICompatibleBackend | None:
+    """The HTTP client of ``TEXTBATCH_LLM_BASE_URL``, or ``None`` when none is set."""
     if settings.llm_base_url is None:
-        return OfflineEngine()
+        return None
     return build_openai_backend(
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,

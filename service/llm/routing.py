@@ -19,7 +19,7 @@ from typing import Any
 
 from service.errors import InvalidRequest
 from service.llm.base import ChatBackend
-from service.llm.factory import CapacityShare, build_openai_backend
+from service.llm.factory import CapacityShare, build_default_backend, build_openai_backend
 from service.llm.openai_compat import OpenAICompatibleBackend
 from service.model_hints import NO_DEFAULT_UPSTREAM
 from service.settings import Settings
@@ -65,16 +65,8 @@ class UpstreamRouter:
         self._owns_default = not isinstance(task_backend, OpenAICompatibleBackend)
         if isinstance(task_backend, OpenAICompatibleBackend):
             self._default = task_backend
-        elif settings.llm_base_url is not None:
-            self._default = build_openai_backend(
-                settings.llm_base_url,
-                settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-                settings,
-                upstream=DEFAULT_PROVIDER,
-                share=share,
-                profile=settings.llm_profile,
-                context_tokens=settings.llm_context_tokens,
-            )
+        else:
+            self._default = build_default_backend(settings, share)
         self._named: dict[str, OpenAICompatibleBackend] = {
             name: build_openai_backend(
                 upstream.base_url,
