@@ -15,10 +15,9 @@ from service.llm.native.anthropic_messages import (
     DEFAULT_MAX_TOKENS,
     JSON_OBJECT_INSTRUCTION,
     UntranslatableRequest,
-    chat_completion,
-    error_result,
     messages_params,
 )
+from service.llm.native.anthropic_replies import chat_completion, error_result
 from service.llm.profiles import PROFILES
 from service.llm.request_shape import Adaptations, chat_payload
 from tasks.execute import first_chat_request, parse_task_body

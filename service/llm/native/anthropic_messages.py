@@ -1,25 +1,20 @@
-"""Translates an OpenAI chat-completions body into Anthropic Messages params, and the answer back.
+"""Translates an OpenAI chat-completions body into Anthropic Messages params.
 
-Requests: ``system``/``developer`` messages become ``system``; ``max_tokens`` (which
-Messages requires) comes from ``max_completion_tokens`` or ``max_tokens``, else a
-default; ``stop`` becomes ``stop_sequences``; ``temperature`` is clamped to Anthropic's
-0..1. A ``response_format`` with a JSON Schema becomes one tool whose ``input_schema`` is
-that schema, forced with ``tool_choice``: Anthropic then answers with an object built to
-the schema, which we hand back as the message content, JSON text. ``json_object``
-without a schema becomes an instruction in ``system``. Caller ``tools`` become
-Anthropic tools, their calls ``tool_calls``. Fields Messages has no counterpart for and
-that no answer depends on (``seed``, penalties, ``n`` of 1, ...) are dropped; any other
-field is refused with ``UntranslatableRequest`` naming it.
-
-Answers: text blocks are joined into ``content`` (or the forced tool's input, as JSON
-text); ``stop_reason`` becomes ``finish_reason``; ``usage`` counts cached input in
-``prompt_tokens`` as OpenAI does, and in ``prompt_tokens_details.cached_tokens``.
+``system``/``developer`` messages become ``system``; ``max_tokens`` (which Messages
+requires) comes from ``max_completion_tokens`` or ``max_tokens``, else a default;
+``stop`` becomes ``stop_sequences``; ``temperature`` is clamped to Anthropic's 0..1. A
+``response_format`` with a JSON Schema becomes one tool whose ``input_schema`` is that
+schema, forced with ``tool_choice``: Anthropic then answers with an object built to the
+schema, which ``anthropic_replies`` hands back as the message content, JSON text.
+``json_object`` without a schema becomes an instruction in ``system``. Caller ``tools``
+become Anthropic tools. Fields Messages has no counterpart for and that no answer
+depends on (``seed``, penalties, ``n`` of 1, ...) are dropped; any other field is
+refused with ``UntranslatableRequest`` naming it.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,28 +61,6 @@ _DROPPED = frozenset(
         "reasoning_effort",
     }
 )
-_FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-# Anthropic's error types and the HTTP status each comes with on a direct call.
-ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
 
 
 class UntranslatableRequest(ValueError):
@@ -145,47 +118,6 @@ def messages_params(
     if system:
         params["system"] = "\n\n".join(system)
     return MessagesParams(params, answer_tool)
-
-
-def chat_completion(message: dict[str, Any], *, answer_tool: bool) -> dict[str, Any]:
-    """The OpenAI chat completion body for an Anthropic Messages ``message``."""
-    blocks = [block for block in message.get("content") or [] if isinstance(block, dict)]
-    text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
-    uses = [block for block in blocks if block.get("type") == "tool_use"]
-    stop_reason = str(message.get("stop_reason") or "end_turn")
-    finish_reason = _FINISH_REASONS.get(stop_reason, "stop")
-    reply: dict[str, Any] = {"role": "assistant", "content": text}
-    if answer_tool:
-        # The answer is the object the forced tool was called with; any text beside it
-        # is the model's preamble, not the answer.
-        reply["content"] = orjson.dumps(uses[0].get("input", {})).decode() if uses else text
-        if finish_reason == "tool_calls":
-            finish_reason = "stop"
-    elif uses:
-        reply["content"] = text or None
-        reply["tool_calls"] = [_tool_call(use) for use in uses]
-    if stop_reason == "refusal":
-        reply["refusal"] = text or "the model declined to answer"
-        reply["content"] = None
-    return {
-        "id": str(message.get("id", "")),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": str(message.get("model", "")),
-        "choices": [{"index": 0, "message": reply, "finish_reason": finish_reason}],
-        "usage": _usage(message.get("usage")),
-    }
-
-
-def error_result(error: object) -> tuple[int, dict[str, Any], str]:
-    """Status, OpenAI-shaped error body and message for an errored result's ``error``."""
-    inner = error.get("error") if isinstance(error, dict) else None
-    # Results carry the error response of a direct call: {"type": "error", "error": {...}}.
-    detail = inner if isinstance(inner, dict) else error if isinstance(error, dict) else {}
-    kind = str(detail.get("type") or "api_error")
-    message = str(detail.get("message") or kind)
-    status = ERROR_STATUS.get(kind, 500)
-    return status, {"error": {"message": message, "type": kind, "code": kind}}, message
 
 
 def _conversation(raw: object) -> tuple[list[str], list[dict[str, Any]]]:
@@ -346,29 +278,3 @@ def _tool_choice(choice: object) -> dict[str, Any]:
     if isinstance(function, dict) and function.get("name"):
         return {"type": "tool", "name": str(function["name"])}
     raise UntranslatableRequest("tool_choice", f"cannot translate {choice!r}")
-
-
-def _tool_call(use: dict[str, Any]) -> dict[str, Any]:
-    arguments = orjson.dumps(use.get("input", {})).decode()
-    function = {"name": str(use.get("name", "")), "arguments": arguments}
-    return {"id": str(use.get("id", "")), "type": "function", "function": function}
-
-
-def _usage(raw: object) -> dict[str, Any]:
-    usage = raw if isinstance(raw, dict) else {}
-
-    def count(name: str) -> int:
-        value = usage.get(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    cached = count("cache_read_input_tokens")
-    # Anthropic's input_tokens leaves out cached and cache-written input; OpenAI's
-    # prompt_tokens holds every input token, the cached ones among them.
-    prompt = count("input_tokens") + cached + count("cache_creation_input_tokens")
-    completion = count("output_tokens")
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
