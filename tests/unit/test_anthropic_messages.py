@@ -72,12 +72,13 @@ def test_a_body_without_a_budget_gets_the_default_max_tokens() -> None:
     assert messages_params(chat(user("Hi"), max_tokens=12)).params["max_tokens"] == 12
 
 
-def test_temperature_is_clamped_to_anthropics_range_and_stop_becomes_stop_sequences() -> None:
+def test_temperature_is_clamped_and_wins_over_top_p_and_stop_becomes_stop_sequences() -> None:
     params = messages_params(chat(user("Hi"), temperature=1.7, stop="END")).params
     assert params["temperature"] == 1.0
     assert params["stop_sequences"] == ["END"]
-    params = messages_params(chat(user("Hi"), temperature=0.2, stop=["a", "b"])).params
+    params = messages_params(chat(user("Hi"), temperature=0.2, top_p=0.5, stop=["a", "b"])).params
     assert params["temperature"] == 0.2
+    assert "top_p" not in params
     assert params["stop_sequences"] == ["a", "b"]
 
 

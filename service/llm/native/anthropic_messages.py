@@ -2,10 +2,11 @@
 
 ``system``/``developer`` messages become ``system``; ``max_tokens`` (which Messages
 requires) comes from ``max_completion_tokens`` or ``max_tokens``, else a default;
-``stop`` becomes ``stop_sequences``; ``temperature`` is clamped to Anthropic's 0..1. A
-``response_format`` with a JSON Schema becomes one tool whose ``input_schema`` is that
-schema, forced with ``tool_choice``: Anthropic then answers with an object built to the
-schema, which ``anthropic_replies`` hands back as the message content, JSON text.
+``stop`` becomes ``stop_sequences``; ``temperature`` is clamped to Anthropic's 0..1 and,
+when both are given, sent without ``top_p``. A ``response_format`` with a JSON Schema
+becomes one tool whose ``input_schema`` is that schema, forced with ``tool_choice``:
+Anthropic then answers with an object built to the schema, which ``anthropic_replies``
+hands back as the message content, JSON text.
 ``json_object`` without a schema becomes an instruction in ``system``. Caller ``tools``
 become Anthropic tools. Fields Messages has no counterpart for and that no answer
 depends on (``seed``, penalties, ``n`` of 1, ...) are dropped; any other field is
@@ -99,7 +100,9 @@ def messages_params(
     }
     if isinstance(body.get("temperature"), int | float):
         params["temperature"] = min(float(body["temperature"]), _MAX_TEMPERATURE)
-    if isinstance(body.get("top_p"), int | float):
+    # Newer Claude models refuse temperature and top_p together; temperature is the one
+    # our task lines always set, so it wins.
+    if isinstance(body.get("top_p"), int | float) and "temperature" not in params:
         params["top_p"] = float(body["top_p"])
     stop = body.get("stop")
     if stop:
