@@ -330,3 +330,26 @@ def test_custom_ids_outside_anthropics_alphabet_come_back_unchanged(
     for custom_id, result in results.items():
         assert result.body is not None
         assert result.body["choices"][0]["message"]["content"] == f"echo: {custom_id}"
+
+
+def test_a_cancel_before_processing_cancels_every_request() -> None:
+    with StandinAnthropicBatches(api_key=API_KEY, processing_seconds=3600) as slow:
+
+        async def scenario(
+            client: AnthropicBatchClient,
+        ) -> tuple[NativeBatch, dict[str, NativeResult]]:
+            created = await client.submit(
+                "batch_13:anthropic:0", [chat_line("a", "hi"), chat_line("b", "yo")], "24h"
+            )
+            assert (await client.retrieve(created.id)).status is NativeStatus.RUNNING
+            await client.cancel(created.id)
+            return await until_ended(client, created.id), await all_results(client, created.id)
+
+        ended, results = run(slow, scenario)
+
+    assert ended.status is NativeStatus.CANCELLED
+    assert ended.request_counts == {"total": 2, "completed": 0, "failed": 0}
+    assert {custom_id: result.state for custom_id, result in results.items()} == {
+        "a": "canceled",
+        "b": "canceled",
+    }
