@@ -2,8 +2,8 @@
 
 ``WebhookReceiver`` runs a standard-library HTTP server in a thread. By default it
 answers 200; ``answers`` queues the statuses of the next requests (a 3xx comes
-with a ``Location`` to ``/redirected``); ``hang_next`` makes the next request wait
-that long before it answers, as a receiver that stalls does. It can be stopped and
+with a ``Location`` to ``/redirected``); ``hang_next`` makes the next request stall
+that long (or until the receiver stops), then drops it unanswered. It can be stopped and
 started again on the same port, as a receiver that goes down and comes back.
 """
 
@@ -40,6 +40,7 @@ class WebhookReceiver:
         self.answers: list[int] = []
         self.hang_next: float = 0.0
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -69,7 +70,11 @@ class WebhookReceiver:
                     receiver.received.append(Delivery(time.time(), self.path, headers, body, None))
                 status, hang = receiver._next()
                 if hang:
-                    time.sleep(hang)
+                    # A stalled receiver: it drops the connection without an answer.
+                    receiver._stopped.wait(hang)
+                    self.close_connection = True
+                    receiver._record(Delivery(time.time(), self.path, headers, body, None))
+                    return
                 answered: int | None = status
                 try:
                     self.send_response(status)
@@ -86,6 +91,8 @@ class WebhookReceiver:
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
+        server.block_on_close = False
+        self._stopped.clear()
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -93,6 +100,7 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

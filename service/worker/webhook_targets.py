@@ -22,6 +22,8 @@ from service.errors import WebhookUrlRefused
 
 MAX_URL_CHARS = 2048
 SCHEME_PORTS = {"http": 80, "https": 443}
+# A name that takes longer to resolve is refused as not resolving.
+RESOLVE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +84,11 @@ async def resolve_target(target: WebhookTarget, allow_private: bool) -> Resolved
     private address could otherwise be steered to the private one.
     """
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            target.host, target.port, type=socket.SOCK_STREAM
-        )
-    except (OSError, UnicodeError):
+        async with asyncio.timeout(RESOLVE_SECONDS):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM
+            )
+    except (OSError, UnicodeError, TimeoutError):
         raise WebhookUrlRefused(
             f"The url's host '{target.host[:100]}' does not resolve.",
             code="webhook_url_unresolvable",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from standins.upstream import StandinUpstream
 from standins.webhook_receiver import WebhookReceiver
 from tests.support.batches import line, submit, to_jsonl, wait_finished
 from tests.support.service import RunningService, start_service
-from tests.support.webhooks import answered, delete_all, register, verified
+from tests.support.webhooks import delete_all, register, verified
 
 MAX_WEBHOOKS = 3
 
@@ -266,3 +267,26 @@ def test_a_key_may_have_only_so_many_webhooks(
     assert len(client.get("/v1/webhooks").json()["data"]) == MAX_WEBHOOKS
     with service.client(service.keys[1]) as other:
         register(other, "http://127.0.0.1:9/other-key")
+
+
+def test_readme_verification_example_accepts_deliveries_and_refuses_forgeries(
+    client: httpx.Client, receiver: WebhookReceiver
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Webhooks") : readme.index("## Configuration")]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+
+    hook = register(client, receiver.url)
+    batch_id = submit(client, [summarize("readme")]).json()["id"]
+    wait_finished(client, batch_id)
+    (delivery,) = receiver.wait_for(1)
+
+    forged = delivery.body.replace(b"batch.completed", b"batch.cancelled")
+    assert forged != delivery.body
+    for check in (namespace["verified_event"], namespace["verified_event_stdlib"]):
+        assert check(hook["secret"], delivery.headers, delivery.body)["data"]["id"] == batch_id
+        with pytest.raises(Exception, match="signature"):
+            check(hook["secret"], delivery.headers, forged)
