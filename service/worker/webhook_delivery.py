@@ -99,7 +99,13 @@ class WebhookDeliverer:
             held = await self.outbox.claim(delivery, int(now), lease_until, token)
             if held is not None:
                 claimed.append(held)
-        await asyncio.gather(*(self.attempt(delivery) for delivery in claimed))
+        outcomes = await asyncio.gather(
+            *(self.attempt(delivery) for delivery in claimed), return_exceptions=True
+        )
+        for outcome in outcomes:
+            # Its claim runs out and another round retries it.
+            if isinstance(outcome, Exception):
+                log.warning("webhooks: an attempt failed: %s", type(outcome).__name__)
 
     async def attempt(self, delivery: ClaimedDelivery) -> None:
         """One attempt of a claimed delivery, settled whatever it gives."""

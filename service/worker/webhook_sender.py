@@ -63,10 +63,11 @@ async def post_event(
 
 def webhook_client(timeout: float) -> httpx.AsyncClient:
     """The client every attempt of a worker shares: no proxies from the environment (they
-    would connect elsewhere than the checked address), no redirects."""
+    would connect elsewhere than the checked address), no redirects, and no connection
+    kept: pooled by address, one made for a host's TLS name could carry another's event."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=0),
     )
