@@ -18,6 +18,7 @@ import click
 
 from service.api.app import create_app
 from service.api.server import build_server
+from service.api.webhooks import batch_renderer
 from service.auth import ensure_generated_key
 from service.client.commands import add_client_commands
 from service.data_dir_lock import DataDirInUse, DataDirLock
@@ -203,7 +204,7 @@ def command_api(settings: Settings) -> None:
 def command_worker(settings: Settings) -> None:
     if settings.redis_url is None:
         sys.exit("textbatch worker needs TEXTBATCH_REDIS_URL: the Redis the API queues into.")
-    run_worker(settings, settings.redis_url)
+    run_worker(settings, settings.redis_url, batch_renderer(settings))
 
 
 def _stop_embedded(embedded: EmbeddedValkey | None) -> None:

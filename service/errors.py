@@ -2,7 +2,8 @@
 
     TextbatchError                      base; carries code, HTTP status, message
     ├── InvalidRequest                  400 invalid_request_error
-    │   └── BatchRejected               400, lists every faulty line
+    │   ├── BatchRejected               400, lists every faulty line
+    │   └── WebhookUrlRefused           400 a webhook URL that may not be called
     ├── PayloadTooLarge                 413 over a size or count limit
     ├── UnsupportedMediaType            415 a content type the route does not read
     ├── AuthenticationFailed            401 missing or unknown key
@@ -100,6 +101,15 @@ class BatchRejected(InvalidRequest):
         )
         self.faults = faults
         self.more = more
+
+
+class WebhookUrlRefused(InvalidRequest):
+    """A webhook URL that is not http(s), does not resolve, or reaches a non-public address."""
+
+    code = "webhook_url_not_allowed"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, param="url")
 
 
 class PayloadTooLarge(TextbatchError):

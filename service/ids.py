@@ -15,6 +15,10 @@ def new_batch_id() -> str:
     return new_id("batch")
 
 
+def new_webhook_id() -> str:
+    return new_id("wh")
+
+
 def new_line_result_id() -> str:
     return new_id("batch_req")
 

@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     # so the limit stays well under that with room for the envelopes a line is stored in.
     max_json_depth: int = Field(default=64, ge=4, le=200)
 
+    # Webhooks: who may be called (private addresses only when allowed), how many a key
+    # may have, and how deliveries are bounded and retried (seconds).
+    webhook_allow_private: bool = False
+    max_webhooks_per_key: int = Field(default=10, ge=1, le=1000)
+    webhook_timeout: float = Field(default=10.0, gt=0, le=300)
+    webhook_retry_base: float = Field(default=5.0, gt=0)
+    webhook_retry_max: float = Field(default=3600.0, gt=0)
+    webhook_retry_window: int = Field(default=86_400, ge=1)
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+
     # HTTP
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

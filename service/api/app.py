@@ -10,7 +10,7 @@ import anyio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import batches, chat, files, health, prompts
+from service.api import batches, chat, files, health, prompts, webhooks
 from service.api.deps import AppState
 from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
@@ -193,4 +193,5 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
     app.include_router(files.router)
     app.include_router(chat.router)
     app.include_router(prompts.router)
+    app.include_router(webhooks.router)
     return app

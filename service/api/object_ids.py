@@ -15,6 +15,7 @@ from service.errors import NotFound
 # As made by ``service.ids``: a prefix and 32 lowercase hex digits.
 BATCH_ID = re.compile(r"batch_[0-9a-f]{32}")
 FILE_ID = re.compile(r"file-[0-9a-f]{32}")
+WEBHOOK_ID = re.compile(r"wh_[0-9a-f]{32}")
 # Echoed ids are clipped, so an error never grows with the request.
 MAX_ECHOED_CHARS = 64
 
@@ -35,3 +36,10 @@ def known_file_id(file_id: str, param: str = "file_id") -> str:
     if not FILE_ID.fullmatch(file_id):
         raise NotFound(f"No file found with id '{_echo(file_id)}'.", param=param)
     return file_id
+
+
+def known_webhook_id(webhook_id: str) -> str:
+    """``webhook_id`` if it has a webhook id's shape; NotFound (as for an unknown one) if not."""
+    if not WEBHOOK_ID.fullmatch(webhook_id):
+        raise NotFound(f"No webhook found with id '{_echo(webhook_id)}'.", param="webhook_id")
+    return webhook_id

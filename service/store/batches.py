@@ -113,6 +113,9 @@ class BatchStore:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.batch(batch.id), mapping=batch.as_failed_hash(errors))  # type: ignore[arg-type]
                 pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
+                # Its webhook event, in the same transaction; dropped at delivery if no
+                # webhook of the key wants it (such batches are rare, so no check first).
+                pipe.zadd(keys.webhook_outbox(), {f"{batch.id} batch.failed": batch.created_at})
                 await pipe.execute()
         try:
             await self.durability.settle()

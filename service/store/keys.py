@@ -98,3 +98,39 @@ def capacity_grants(upstream: str, process_id: str) -> str:
 def durability_mark() -> str:
     """Counter: written before each WAITAOF so the wait covers every earlier write."""
     return f"{PREFIX}:durability:mark"
+
+
+def webhook(webhook_id: str) -> str:
+    """Hash: one webhook (owner, url, events, signing secret, status, delivery summary)."""
+    return f"{PREFIX}:webhook:{webhook_id}"
+
+
+def owner_webhooks(owner: str) -> str:
+    """Sorted set: an API key's webhook ids by creation time; absent when it has none."""
+    return f"{PREFIX}:owner:{owner}:webhooks"
+
+
+def webhook_outbox() -> str:
+    """Sorted set: ``<batch id> <event type>`` scored by when the batch ended.
+
+    Written by the same script or transaction that gives a batch its final status
+    (only when its key has a webhook), removed once fanned out into deliveries.
+    """
+    return f"{PREFIX}:webhooks:outbox"
+
+
+def webhook_deliveries() -> str:
+    """Sorted set: delivery ids (the ``webhook-id`` sent) scored by when each is next due.
+
+    A worker claims a due delivery by moving its score past a lease; one killed
+    mid-delivery leaves it due again when the lease ends. Removed when it ends.
+    """
+    return f"{PREFIX}:webhooks:deliveries"
+
+
+def webhook_delivery(delivery_id: str) -> str:
+    """Hash: one delivery's batch, event, webhook, attempts, claim and last outcome.
+
+    Kept a while after the delivery ends (``DELIVERY_RECORD_SECONDS``) as its record.
+    """
+    return f"{PREFIX}:webhooks:delivery:{delivery_id}"

@@ -37,6 +37,8 @@ TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
     # (``records.NewBatch``). ``request_cancel.lua`` moves a running batch to cancelling;
     # ``record_results.lua`` finishes a batch when its last line is recorded: cancelled
     # when it was cancelling, expired when a line ran out of its window, else completed.
+    # Each move to a final status also writes the batch's webhook event to the outbox
+    # (``service.store.webhook_outbox``) in the same step.
     BatchStatus.IN_PROGRESS: frozenset(
         {BatchStatus.CANCELLING, BatchStatus.COMPLETED, BatchStatus.EXPIRED}
     ),

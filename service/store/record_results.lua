@@ -40,6 +40,10 @@ if status == 'cancelling' then final = 'cancelled'
 elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
 redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now)
 redis.call('ZREM', KEYS[8], f[7])
+-- Webhooks: the end is queued for delivery in this same step, if the key has any webhook.
+if redis.call('EXISTS', KEYS[9]) == 1 then
+  redis.call('ZADD', KEYS[10], now, f[7] .. ' batch.' .. final)
+end
 local function create_file(key, id, kind, size)
   redis.call('HSET', key, 'id', id, 'owner', f[6], 'bytes', size, 'created_at', now,
              'filename', f[7] .. '_' .. kind .. '.jsonl', 'purpose', 'batch_output',

@@ -28,7 +28,7 @@ OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
 ResultSelection = Literal["all", "succeeded", "failed"]
 
 # KEYS: batch, results, model usage, failed bitmap, output file, error file, owner's files,
-#       active batches.
+#       active batches, owner's webhooks, webhook outbox.
 # ARGV: now, output file id, error file id, then per result:
 #   index, output line, outcome, input tokens, output tokens, priced model.
 _RECORD_RESULTS = lua_script("record_results.lua")
@@ -112,6 +112,8 @@ class ResultStore:
                 keys.file(str(args[2])),
                 keys.owner_files(owner),
                 keys.active_batches(),
+                keys.owner_webhooks(owner),
+                keys.webhook_outbox(),
             ],
             args=args,
         )

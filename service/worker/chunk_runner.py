@@ -37,6 +37,7 @@ from service.store.results import ResultStore
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.worker.result_recorder import ResultRecorder
 from service.worker.sweeper import Sweeper
+from service.worker.webhook_delivery import BatchRenderer, WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +196,19 @@ class ChunkRunner:
 
 
 class _WorkerLifecycle(Middleware):
-    """Starts the heartbeat and the sweeper with the worker; closes connections at the end."""
+    """Starts the heartbeat, the sweeper and webhook deliveries with the worker; closes
+    connections at the end."""
 
-    def __init__(self, runner: ChunkRunner, settings: Settings, redis_url: str) -> None:
+    def __init__(
+        self, runner: ChunkRunner, settings: Settings, redis_url: str, render: BatchRenderer
+    ) -> None:
         self.runner = runner
         self.settings = settings
         self.redis_url = redis_url
+        self.render = render
         self._stop = threading.Event()
         self._sweep: Any = None
+        self._deliver: Any = None
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         # The broker counts a worker dead when it issues no command for the heartbeat
@@ -220,6 +226,10 @@ class _WorkerLifecycle(Middleware):
             store = BatchStore(redis, durability)
             sweeper = Sweeper(self.settings, store, dispatcher)
             self._sweep = asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop_thread.loop)
+            deliverer = WebhookDeliverer(self.settings, redis, self.render)
+            self._deliver = asyncio.run_coroutine_threadsafe(
+                deliverer.run_forever(), loop_thread.loop
+            )
 
     def _beat(self, broker: Any, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -230,8 +240,9 @@ class _WorkerLifecycle(Middleware):
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         self._stop.set()
-        if self._sweep is not None:
-            self._sweep.cancel()
+        for loop_task in (self._sweep, self._deliver):
+            if loop_task is not None:
+                loop_task.cancel()
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(self.runner.stop_chunks(STOP_GRACE_SECONDS))
@@ -243,11 +254,12 @@ class _WorkerLifecycle(Middleware):
             loop_thread.run_coroutine(self.runner.aclose())
 
 
-def build_worker(settings: Settings, redis_url: str) -> dramatiq.Worker:
-    """A Dramatiq worker with the chunk actor declared on a fresh broker."""
+def build_worker(settings: Settings, redis_url: str, render: BatchRenderer) -> dramatiq.Worker:
+    """A Dramatiq worker with the chunk actor declared on a fresh broker; ``render`` gives
+    the batch object its webhook deliveries carry."""
     broker = build_broker(settings, redis_url)
     runner = ChunkRunner(settings, redis_url)
-    broker.add_middleware(_WorkerLifecycle(runner, settings, redis_url))
+    broker.add_middleware(_WorkerLifecycle(runner, settings, redis_url, render))
     dramatiq.Actor(
         runner.run_chunk,  # type: ignore[arg-type]
         broker=broker,
@@ -261,9 +273,9 @@ def build_worker(settings: Settings, redis_url: str) -> dramatiq.Worker:
     )
 
 
-def run_worker(settings: Settings, redis_url: str) -> None:
+def run_worker(settings: Settings, redis_url: str, render: BatchRenderer) -> None:
     """Run a worker in this process until SIGINT or SIGTERM."""
-    worker = build_worker(settings, redis_url)
+    worker = build_worker(settings, redis_url, render)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -47,6 +47,10 @@ OPERATIONS = [
     ("DELETE", "/v1/prompts/{slug}"),
     ("POST", "/v1/prompts/{slug}/versions"),
     ("POST", "/v1/prompts/{slug}/publish"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
 ]
 
 
