@@ -39,6 +39,8 @@ local final = 'completed'
 if status == 'cancelling' then final = 'cancelled'
 elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
 redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now)
+redis.call('HINCRBY', KEYS[9], status, -1)
+redis.call('HINCRBY', KEYS[9], final, 1)
 redis.call('ZREM', KEYS[8], f[7])
 local function create_file(key, id, kind, size)
   redis.call('HSET', key, 'id', id, 'owner', f[6], 'bytes', size, 'created_at', now,

@@ -112,6 +112,7 @@ class ResultStore:
                 keys.file(str(args[2])),
                 keys.owner_files(owner),
                 keys.active_batches(),
+                keys.batch_status_counts(),
             ],
             args=args,
         )
