@@ -211,3 +211,51 @@ def test_worker_alone_serves_its_own_counters(
         worker.terminate()
         worker.wait(timeout=20)
         service.stop()
+
+
+@pytest.mark.timeout(120)
+def test_batches_by_status_follow_a_cancel_and_a_rejected_file(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # Two calls at a time of a second each: the batch is still running when cancelled.
+    with StandinUpstream(latency=1.0) as slow:
+        service = start_service(
+            redis_url, tmp_path, llm_base_url=slow.base_url, llm_concurrency="2"
+        )
+        try:
+            url = f"{service.url}/metrics"
+            _, before = scrape(url)
+            with service.client() as client:
+                lines = [line(f"c-{n}", {"model": "summarize", "text": NEWS}) for n in range(20)]
+                batch_id = submit(client, lines).json()["id"]
+                _, running = scrape(url)
+                assert client.post(f"/v1/batches/{batch_id}/cancel").status_code == 200
+                assert wait_finished(client, batch_id)["status"] == "cancelled"
+                bad = b'{"custom_id": "x", "method": "POST"}\n'
+                uploaded = client.post(
+                    "/v1/files",
+                    files={"file": ("bad.jsonl", bad, "application/jsonl")},
+                    data={"purpose": "batch"},
+                )
+                created = client.post(
+                    "/v1/batches",
+                    json={
+                        "input_file_id": uploaded.json()["id"],
+                        "endpoint": "/v1/chat/completions",
+                    },
+                )
+                assert wait_finished(client, created.json()["id"])["status"] == "failed"
+            _, after = scrape(url)
+        finally:
+            service.stop()
+
+    def change(samples: Samples, status: str) -> float:
+        return value(samples, "textbatch_batches", status=status) - value(
+            before, "textbatch_batches", status=status
+        )
+
+    assert change(running, "in_progress") + change(running, "cancelling") == 1
+    assert change(after, "cancelled") == 1
+    assert change(after, "failed") == 1
+    for status in ("in_progress", "cancelling", "completed", "expired"):
+        assert change(after, status) == 0, status
