@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 from standins.upstream import StandinUpstream
-from tests.service.test_metrics import NEWS, scrape, total, value
 from tests.support.batches import line, submit, wait_finished
+from tests.support.metrics import scrape, total, value
 from tests.support.serve_process import start_serve, stop_serve
 
 CONCURRENCY = 8
+NEWS = "Acme Corp opened a plant in Lyon. Marie Curie said it will employ 400 people."
 LIMIT = "textbatch_upstream_concurrency_limit"
 
 

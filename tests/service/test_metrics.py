@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from standins.upstream import StandinUpstream
 from tests.support.batches import line, submit, to_jsonl, wait_finished
+from tests.support.metrics import Samples, scrape, total, value
 from tests.support.serve_process import start_serve, stop_serve
 from tests.support.service import free_port, start_service, wait_until_answering
 
@@ -29,29 +29,6 @@ FAILING = "[[fail:500]]"
 ATTEMPTS = 2
 CONCURRENCY = 8
 NEWS = "Acme Corp opened a plant in Lyon. Marie Curie said it will employ 400 people."
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(url: str) -> tuple[str, Samples]:
-    response = httpx.get(url, timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return response.text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """The sum over every series of ``name`` whose labels include ``labels``."""
-    wanted = set(labels.items())
-    return sum(v for (n, key), v in samples.items() if n == name and wanted <= set(key))
 
 
 def batch_lines() -> list[dict[str, Any]]:
