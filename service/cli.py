@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from importlib.metadata import version as _package_version
@@ -26,6 +25,7 @@ from service.embedded_access import shown_redis_url
 from service.llm.factory import describe_backend
 from service.llm.pricing import PriceTable
 from service.observability.exposition import (
+    drop_gauges_of_ended,
     fresh_multiprocess_dir,
     mark_process_dead,
     remove_multiprocess_dir,
@@ -42,8 +42,6 @@ log = logging.getLogger("textbatch")
 
 # A stopping worker records what it finished and gives back the rest within this long.
 WORKER_STOP_SECONDS = 4.0
-# How often serve looks for workers that ended, to drop their live gauges.
-WORKER_WATCH_SECONDS = 1.0
 
 
 def version() -> str:
@@ -119,21 +117,6 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
         mark_process_dead(process.pid)
 
 
-def _watch_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    """Reap workers that end while serve runs, so a scrape stops counting their gauges."""
-    marked: set[int] = set()
-
-    def watch() -> None:
-        while len(marked) < len(workers):
-            for process in workers:
-                if process.pid not in marked and process.poll() is not None:
-                    mark_process_dead(process.pid)
-                    marked.add(process.pid)
-            time.sleep(WORKER_WATCH_SECONDS)
-
-    threading.Thread(target=watch, name="textbatch-worker-watch", daemon=True).start()
-
-
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -195,7 +178,7 @@ def command_serve(settings: Settings, workers: int) -> None:
         _announce_key(settings)
         redis_url, embedded = _start_redis(settings, lock, "serve")
         processes = _start_workers(workers, redis_url)
-        _watch_workers(processes)
+        drop_gauges_of_ended(processes)
         _serve_http(settings, redis_url)
     except KeyboardInterrupt:
         pass

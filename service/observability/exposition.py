@@ -13,8 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _SERVE_DIR_PREFIX = "serve-"
+# How often ended processes are looked for.
+_WATCH_SECONDS = 1.0
 
 
 def fresh_multiprocess_dir(data_dir: Path) -> Path:
@@ -78,6 +83,21 @@ def mark_process_dead(pid: int) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def drop_gauges_of_ended(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Reap ``processes`` as they end (from a thread), so a scrape stops summing their gauges."""
+    marked: set[int] = set()
+
+    def watch() -> None:
+        while len(marked) < len(processes):
+            for process in processes:
+                if process.pid not in marked and process.poll() is not None:
+                    mark_process_dead(process.pid)
+                    marked.add(process.pid)
+            time.sleep(_WATCH_SECONDS)
+
+    threading.Thread(target=watch, name="textbatch-metrics-reaper", daemon=True).start()
 
 
 class ReadAtScrape:
