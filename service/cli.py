@@ -25,6 +25,14 @@ from service.data_dir_lock import DataDirInUse, DataDirLock
 from service.embedded_access import shown_redis_url
 from service.llm.factory import describe_backend
 from service.llm.pricing import PriceTable
+from service.observability.exposition import (
+    drop_gauges_of_ended,
+    fresh_multiprocess_dir,
+    mark_process_dead,
+    remove_multiprocess_dir,
+    scrape_registry,
+    serve_on_port,
+)
 from service.redis_server import EmbeddedPortInUse, EmbeddedValkey, resolve_redis_url
 from service.runtime import die_with_parent, tune_garbage_collector, use_fast_event_loop
 from service.settings import Settings
@@ -107,6 +115,7 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             # Its unfinished chunks are not lost: the broker hands them to the next worker.
             process.kill()
             process.wait()
+        mark_process_dead(process.pid)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -164,10 +173,13 @@ def command_serve(settings: Settings, workers: int) -> None:
     lock = _lock_data_dir(settings)
     embedded: EmbeddedValkey | None = None
     processes: list[subprocess.Popen[bytes]] = []
+    # Before any metric exists: the API here and the workers started below are one target.
+    metrics_dir = fresh_multiprocess_dir(settings.data_dir)
     try:
         _announce_key(settings)
         redis_url, embedded = _start_redis(settings, lock, "serve")
         processes = _start_workers(workers, redis_url)
+        drop_gauges_of_ended(processes)
         _serve_http(settings, redis_url)
     except KeyboardInterrupt:
         pass
@@ -176,6 +188,7 @@ def command_serve(settings: Settings, workers: int) -> None:
         # Workers first, so they record what they finished; Valkey last.
         _stop_workers(processes)
         _stop_embedded(embedded)
+        remove_multiprocess_dir(metrics_dir)
         if lock is not None:
             lock.release()
 
@@ -201,9 +214,15 @@ def command_api(settings: Settings) -> None:
             lock.release()
 
 
-def command_worker(settings: Settings) -> None:
+def command_worker(settings: Settings, metrics_port: int | None = None) -> None:
     if settings.redis_url is None:
         sys.exit("textbatch worker needs TEXTBATCH_REDIS_URL: the Redis the API queues into.")
+    if metrics_port is not None:
+        # Its own metrics, or with PROMETHEUS_MULTIPROC_DIR set those of the directory's processes.
+        try:
+            serve_on_port(metrics_port, settings.host, scrape_registry())
+        except OSError as exc:
+            fail_on_settings(f"--metrics-port {metrics_port}: {exc.strerror}")
     run_worker(settings, settings.redis_url, batch_renderer(settings))
 
 
@@ -261,8 +280,13 @@ def _api(host: str | None, port: int | None) -> None:
 
 
 @textbatch.command("worker", help="[server] run a worker that executes queued lines")
-def _worker() -> None:
-    command_worker(_server_settings(None, None))
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="serve this worker's Prometheus metrics on this port (at /metrics)",
+)
+def _worker(metrics_port: int | None) -> None:
+    command_worker(_server_settings(None, None), metrics_port)
 
 
 add_client_commands(textbatch)

@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     body_idle_timeout: float = Field(default=30.0, gt=0)
     body_timeout: float = Field(default=300.0, gt=0)
 
+    # Metrics: GET /metrics in Prometheus' format, without a key; false turns it off.
+    metrics: bool = True
+    # Serve /metrics on this port (same host) instead of the API's port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     @field_validator("llm_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:

@@ -14,6 +14,7 @@ from service.api import batches, chat, files, health, prompts, webhooks
 from service.api.deps import AppState
 from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
+from service.api.metrics_page import build_registry, install_metrics, start_metrics_port
 from service.api.openapi_document import install_openapi
 from service.api.upstream_probe import build_probe
 from service.auth import Keyring, build_keyring
@@ -150,6 +151,8 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         prompt_store = PromptStore(redis, durability, templates)
         await anyio.to_thread.run_sync(file_store.remove_abandoned_uploads)
         dispatcher = ChunkDispatcher(broker, settings.queue_name, settings.chunk_size)
+        app.state.metrics_registry, close_metrics = build_registry(settings, dispatcher, redis_url)
+        stop_metrics_port = start_metrics_port(settings, app.state.metrics_registry)
         app.state.textbatch = AppState(
             settings=settings,
             keyring=resolved_keyring,
@@ -167,6 +170,8 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         try:
             yield
         finally:
+            stop_metrics_port()
+            close_metrics()
             if app.state.textbatch.upstream_probe is not None:
                 await app.state.textbatch.upstream_probe.aclose()
             await app.state.textbatch.submitter.drain()
@@ -194,4 +199,5 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
     app.include_router(chat.router)
     app.include_router(prompts.router)
     app.include_router(webhooks.router)
+    install_metrics(app, settings)
     return app

@@ -21,6 +21,7 @@ from service.intake.admission import LineAdmission
 from service.intake.json_depth import depth_fault, nesting_depth_over, raw_depth_within
 from service.intake.templates import PromptResolver, ResolvedBody, names_prompt
 from service.intake.validation import CHAT_COMPLETIONS, LineRules, validate_line
+from service.observability.metrics import count_ingest
 from service.store.batches import BatchStore
 
 MAX_LISTED_FAULTS = 100
@@ -275,8 +276,8 @@ async def ingest_jsonl(
 ) -> StagedSubmission:
     """Validate and stage a JSONL stream without holding the whole body in memory."""
     collector = _Collector(store, rules, limits, prompts)
+    received = 0
     try:
-        received = 0
         # The unfinished last line of what arrived so far, in pieces (joined once, at its end).
         pending: list[bytes] = []
         pending_bytes = 0
@@ -330,6 +331,8 @@ async def ingest_jsonl(
     except BaseException:
         await collector.discard()
         raise
+    finally:
+        count_ingest(collector.total, received)
     return await collector.finish()
 
 
@@ -387,6 +390,7 @@ async def ingest_requests(
 ) -> StagedSubmission:
     """Validate and stage the ``requests`` array of a JSON submission."""
     collector = _Collector(store, rules, limits, prompts)
+    received = 0
     try:
         line_depth = limits.max_json_depth + 1
         for index, item in enumerate(requests, start=1):
@@ -395,8 +399,12 @@ async def ingest_requests(
                 collector.count_line(index)
                 collector.add_fault(depth_fault(index, item, limits.max_json_depth))
                 continue
-            await collector.add_line(index, orjson.dumps(item), parsed=item)
+            raw = orjson.dumps(item)
+            received += len(raw) + 1  # as a JSONL line, its newline included
+            await collector.add_line(index, raw, parsed=item)
     except BaseException:
         await collector.discard()
         raise
+    finally:
+        count_ingest(collector.total, received)
     return await collector.finish()

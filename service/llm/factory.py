@@ -104,6 +104,7 @@ def build_openai_backend(
         max_connections=settings.llm_concurrency,
         limiter=limiter,
         shared=shared,
+        upstream=upstream,
     )
 
 

@@ -37,6 +37,7 @@ from service.llm.answer_verdicts import (
 )
 from service.llm.base import ChatReply, ChatRequest, Usage
 from service.llm.call_gate import pass_call_gate
+from service.llm.call_metrics import PARAMETER_REFUSED, AttemptRecord, AttemptRecords
 from service.llm.http_exchange import (
     AnswerTooLarge,
     UpstreamAnswer,
@@ -56,6 +57,7 @@ from service.llm.reply_reading import (
 from service.llm.request_shape import Adaptations, chat_payload
 from service.llm.retry import RetryPolicy, parse_retry_after
 from service.llm.shared_capacity import SharedCapacity
+from service.observability.metrics import show_upstream_limit
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +93,11 @@ class OpenAICompatibleBackend:
         max_output_tokens: int = 16_384,
         max_response_bytes: int = _DEFAULT_MAX_RESPONSE_BYTES,
         context_tokens: int | None = None,
+        upstream: str = "default",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The configured name (``default`` or a TEXTBATCH_UPSTREAMS key): the metrics' label.
+        self.upstream = upstream
         self.model = model
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout or timeout, timeout)
@@ -111,6 +116,8 @@ class OpenAICompatibleBackend:
         self._retrying = False
         self._client: aiohttp.ClientSession | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        if limiter is not None:
+            show_upstream_limit(upstream, limiter.limit)
 
     @property
     def name(self) -> str:
@@ -255,15 +262,38 @@ class OpenAICompatibleBackend:
 
         The usage of every answer with a readable body is appended to ``usage``.
         """
+        with AttemptRecords(self.upstream) as records:
+            return await self._post_attempts(
+                url,
+                payload,
+                read,
+                usage,
+                records,
+                reject_client_errors=reject_client_errors,
+                adapt=adapt,
+            )
+
+    async def _post_attempts(
+        self,
+        url: str,
+        payload: bytes,
+        read: Callable[[UpstreamAnswer], _T],
+        usage: list[Usage],
+        records: AttemptRecords,
+        *,
+        reject_client_errors: bool,
+        adapt: Adapter | None,
+    ) -> tuple[_T, int]:
         session = self._session()
         max_attempts = self.retry.max_attempts
         attempt = calls = adaptations = 0
         while True:
             attempt += 1
             calls += 1
+            record = records.begin()
             retry_after: float | None = None
             try:
-                response = await self._send(session, url, payload)
+                response = await self._send(session, url, payload, record)
             except TimeoutError:
                 failure: LLMError = UpstreamTimeout(
                     f"upstream gave no whole answer within {self.timeout:g}s "
@@ -293,6 +323,7 @@ class OpenAICompatibleBackend:
                         # The request was ours to fix: send it again now, not as a retry.
                         adaptations += 1
                         attempt -= 1
+                        record.retry_reason = PARAMETER_REFUSED
                         payload = adapted
                         continue
                 if response.is_redirect:
@@ -314,6 +345,7 @@ class OpenAICompatibleBackend:
                         return result
             if attempt >= max_attempts:
                 raise with_usage(failure, usage)
+            record.retried_for(failure)
             wait = self.retry.delay(attempt, retry_after)
             # Retries are routine under load; the final error is what callers report. The
             # failure's message may quote the request's text, so it goes to DEBUG only.
@@ -331,7 +363,7 @@ class OpenAICompatibleBackend:
             await asyncio.sleep(wait)
 
     async def _send(
-        self, session: aiohttp.ClientSession, url: str, payload: bytes
+        self, session: aiohttp.ClientSession, url: str, payload: bytes, record: AttemptRecord
     ) -> UpstreamAnswer:
         """One exchange; limiter slots are held only while it is out, and learn from it."""
         async with contextlib.AsyncExitStack() as slots:
@@ -340,24 +372,27 @@ class OpenAICompatibleBackend:
             if self.shared is not None:
                 await slots.enter_async_context(self.shared.slot())
             await pass_call_gate()
-            try:
-                response = await exchange(
-                    session,
-                    url,
-                    payload,
-                    deadline=self.timeout,
-                    max_bytes=self.max_response_bytes,
-                    secret=self._api_key,
-                )
-            except TimeoutError:
-                if self.limiter is not None:
-                    self.limiter.record_overload()
-                raise
+            with record.sending():
+                try:
+                    response = await exchange(
+                        session,
+                        url,
+                        payload,
+                        deadline=self.timeout,
+                        max_bytes=self.max_response_bytes,
+                        secret=self._api_key,
+                    )
+                except TimeoutError:
+                    if self.limiter is not None:
+                        self.limiter.record_overload()
+                    raise
+                record.answered(response.status_code)
             if self.limiter is not None:
                 if response.is_success:
                     self.limiter.record_answer(response.elapsed, _work_of(response))
                 elif signals_overload(response):
                     self.limiter.record_overload()
+                show_upstream_limit(self.upstream, self.limiter.limit)
             return response
 
 

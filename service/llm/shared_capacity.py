@@ -35,6 +35,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from service.observability.metrics import capacity_waiting
 from service.redis_server import connect_async
 from service.store import keys
 from service.store.redis_faults import is_store_fault
@@ -206,11 +207,13 @@ class SharedCapacity:
         try:
             if not await self._acquire(keys=self._keys, args=[*self._common_args(), member, score]):
                 self._redis_waiters += 1
+                capacity_waiting(self.priority.name.lower(), 1)
                 try:
                     self._ensure_reader()
                     await self._wait(granted)
                 finally:
                     self._redis_waiters -= 1
+                    capacity_waiting(self.priority.name.lower(), -1)
         except BaseException:
             # Gave up (or Redis failed): leave no slot taken and no place in the queue.
             with contextlib.suppress(redis_errors.RedisError):

@@ -80,6 +80,7 @@ class BatchStore:
                 pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
                 pipe.zadd(keys.undispatched(), {batch.id: batch.created_at})
                 pipe.zadd(keys.active_batches(), {batch.id: batch.created_at})
+                pipe.hincrby(keys.batch_status_counts(), BatchStatus.IN_PROGRESS.value, 1)
                 await pipe.execute()
         try:
             await self.durability.settle()
@@ -87,7 +88,9 @@ class BatchStore:
             await self._uncommit(batch)
             raise
 
-    async def _uncommit(self, batch: NewBatch) -> None:
+    async def _uncommit(
+        self, batch: NewBatch, status: BatchStatus = BatchStatus.IN_PROGRESS
+    ) -> None:
         """Take back a batch the client is not told was stored (its fsync did not come).
 
         If Redis is unreachable the batch may stay and run; a client's retry with the
@@ -100,6 +103,7 @@ class BatchStore:
                 pipe.zrem(keys.owner_batches(batch.owner), batch.id)
                 pipe.zrem(keys.undispatched(), batch.id)
                 pipe.zrem(keys.active_batches(), batch.id)
+                pipe.hincrby(keys.batch_status_counts(), status.value, -1)
                 await pipe.execute()
 
         await self.durability.take_back(undo, f"batch {batch.id}")
@@ -116,11 +120,12 @@ class BatchStore:
                 # Its webhook event, in the same transaction; dropped at delivery if no
                 # webhook of the key wants it (such batches are rare, so no check first).
                 pipe.zadd(keys.webhook_outbox(), {f"{batch.id} batch.failed": batch.created_at})
+                pipe.hincrby(keys.batch_status_counts(), BatchStatus.FAILED.value, 1)
                 await pipe.execute()
         try:
             await self.durability.settle()
         except BaseException:
-            await self._uncommit(batch)
+            await self._uncommit(batch, BatchStatus.FAILED)
             raise
 
     async def mark_dispatched(self, batch_id: str) -> None:
@@ -194,7 +199,9 @@ class BatchStore:
         """Move a running batch to ``cancelling``; workers turn its unrun lines into errors."""
         await self.get_batch(batch_id, owner)  # 404 unless it is the caller's
         with self.durability.writing():
-            status = await self._cancel(keys=[keys.batch(batch_id)], args=[now])
+            status = await self._cancel(
+                keys=[keys.batch(batch_id), keys.batch_status_counts()], args=[now]
+            )
         await self.durability.settle()
         status_text = status.decode() if isinstance(status, bytes) else str(status)
         if status_text in {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED}:

@@ -75,6 +75,11 @@ def active_batches() -> str:
     return f"{PREFIX}:active"
 
 
+def batch_status_counts() -> str:
+    """Hash: status -> how many batches hold it; every move between statuses keeps it."""
+    return f"{PREFIX}:batch_status_counts"
+
+
 def sweeper_lock() -> str:
     """String: held by the one worker sweeping for stalled or unqueued batches."""
     return f"{PREFIX}:sweeper:lock"

@@ -39,6 +39,8 @@ local final = 'completed'
 if status == 'cancelling' then final = 'cancelled'
 elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
 redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now)
+redis.call('HINCRBY', KEYS[11], status, -1)
+redis.call('HINCRBY', KEYS[11], final, 1)
 redis.call('ZREM', KEYS[8], f[7])
 -- Webhooks: the end is queued for delivery in this same step, if the key has any webhook.
 if redis.call('EXISTS', KEYS[9]) == 1 then

@@ -114,6 +114,7 @@ class ResultStore:
                 keys.active_batches(),
                 keys.owner_webhooks(owner),
                 keys.webhook_outbox(),
+                keys.batch_status_counts(),
             ],
             args=args,
         )

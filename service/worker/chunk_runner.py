@@ -34,6 +34,7 @@ from service.store.durability import DiskDurability
 from service.store.lifecycle import EXPIRED, BatchStatus, StopReason, stop_reason
 from service.store.records import LineResult
 from service.store.results import ResultStore
+from service.worker.line_metrics import FinishedLines
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.worker.result_recorder import ResultRecorder
 from service.worker.sweeper import Sweeper
@@ -72,6 +73,7 @@ class ChunkRunner:
         self._looks: dict[str, _StatusLook] = {}
         self._looking: dict[str, asyncio.Future[_StatusLook]] = {}
         self._result_recorder: ResultRecorder | None = None
+        self._finished_lines = FinishedLines(settings)
         # Chunks running now, and whether the worker is stopping (then no chunk starts).
         self._chunks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -183,6 +185,7 @@ class ChunkRunner:
                     except GateClosed as closed:
                         result = stopped(index, line, cast(StopReason, closed.reason))
             await recorder.record(batch_id, state.owner, result)
+            self._finished_lines.count(line, result)
 
         await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
         self._looks.pop(batch_id, None)
