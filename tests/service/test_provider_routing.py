@@ -347,3 +347,35 @@ def test_plain_submit_still_uses_the_default_upstream(
         batch = wait_finished(client, created.json()["id"])
     assert batch["request_counts"]["completed"] == 1
     assert _received(upstreams["default"], "plain-chat") == ["Bearer sk-configured-default-key"]
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "expired"])
+def test_callers_key_is_deleted_when_the_batch_is_cancelled_or_expires(
+    service: RunningService, upstreams: dict[str, StandinUpstream], redis_url: str, ending: str
+) -> None:
+    lines = [line(f"end-{ending}-{n}", _chat(f"end-{ending}-{n}")) for n in range(12)]
+    headers = {PROVIDER: "beta", PROVIDER_KEY: CALLER_TOKEN}
+    window = "?completion_window=1s" if ending == "expired" else ""
+    stored = redis.Redis.from_url(redis_url)
+    upstreams["beta"].set_latency(1.5)
+    try:
+        with service.client() as client:
+            created = client.post(
+                f"/v1/batches{window}",
+                content=to_jsonl(lines),
+                headers={"content-type": "application/jsonl", **headers},
+            )
+            assert created.status_code == 200, created.text
+            batch_id = created.json()["id"]
+            assert stored.exists(f"textbatch:batch:{batch_id}:provider_key") == 1
+            if ending == "cancelled":
+                assert client.post(f"/v1/batches/{batch_id}/cancel").status_code == 200
+            batch = wait_finished(client, batch_id)
+            outputs = output_lines(client, batch_id)
+        assert batch["status"] == ending
+        assert stored.exists(f"textbatch:batch:{batch_id}:provider_key") == 0
+    finally:
+        upstreams["beta"].set_latency(0.0)
+        stored.close()
+    assert CALLER_TOKEN not in orjson.dumps([batch, outputs]).decode()
+    assert CALLER_TOKEN.encode() not in _every_redis_value(redis_url)
