@@ -49,6 +49,14 @@ def _chosen(options: BatchOptions, choice: ProviderChoice) -> BatchOptions:
     return replace(options, provider=choice.provider, provider_key=choice.api_key)
 
 
+def _digested(choice: ProviderChoice) -> list[str]:
+    """What of the provider headers identifies a request: the upstream's name, never the key.
+
+    Nothing without the header, so digests of requests that send none stay as they were.
+    """
+    return [f"provider={choice.provider}"] if choice.provider is not None else []
+
+
 def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
     unknown = sorted(set(payload) - JSON_FIELDS)
     if unknown:
@@ -118,7 +126,7 @@ async def prepare_submission(
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     digest = RequestDigest(
-        content_type, endpoint or "", completion_window or "", choice.provider or "", enabled=keyed
+        content_type, endpoint or "", completion_window or "", *_digested(choice), enabled=keyed
     )
     submitter = state.submitter
     if content_type in JSONL_TYPES:
@@ -175,7 +183,7 @@ async def prepare_from_prompt(
     sets are line faults naming the row, as for any batch input.
     """
     payload = validated(BatchFromPrompt, body)
-    digest = RequestDigest("from_prompt", choice.provider or "")
+    digest = RequestDigest("from_prompt", *_digested(choice))
     digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
     window = payload.completion_window or state.settings.completion_window
     window_seconds(window)

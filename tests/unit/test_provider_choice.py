@@ -12,6 +12,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from service.errors import InvalidRequest
+from service.llm.answer_verdicts import rejection
+from service.llm.http_exchange import UpstreamAnswer
 from service.llm.pricing import ModelPrice, PriceTable, summarize_cost
 from service.llm.reply_reading import PassThroughUsage, passthrough_usage
 from service.llm.routing import ProviderChoice, UpstreamRouter
@@ -198,3 +200,13 @@ def test_a_bad_cached_rate_is_refused(tmp_path: Path) -> None:
     path.write_bytes(orjson.dumps({"m": {"input": 1.0, "output": 1.0, "cached_input": -1}}))
     with pytest.raises(ValueError, match="cached_input"):
         PriceTable.load(path)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_is_not_quoted_even_masked(status: int) -> None:
+    masked = "sk-cal****3c9d"
+    body = orjson.dumps({"error": {"message": f"Incorrect API key provided: {masked}"}})
+    error = rejection(UpstreamAnswer(status, {}, body), 1, CALLER_KEY)
+
+    assert error.code == "upstream_rejected" and error.upstream_status == status
+    assert masked not in error.message and "3c9d" not in error.message
