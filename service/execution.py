@@ -22,7 +22,8 @@ from service.errors import InvalidRequest, LLMError
 from service.ids import derived_id
 from service.llm.base import ChatBackend
 from service.llm.call_gate import GateClosed
-from service.llm.routing import UpstreamRouter
+from service.llm.reply_reading import passthrough_usage
+from service.llm.routing import NO_CHOICE, ProviderChoice, UpstreamRouter
 from service.settings import Settings
 from service.store.lifecycle import LineOutcome
 from service.store.records import LineResult
@@ -42,6 +43,8 @@ class LineContext:
     task_priced_model: str
     # The limits a task line was admitted under, so running it checks the same ones.
     limits: TaskLimits = DEFAULT_LIMITS
+    # The batch's pick of upstream and the caller's key for it (the provider headers).
+    choice: ProviderChoice = NO_CHOICE
 
 
 def task_limits(settings: Settings) -> TaskLimits:
@@ -103,6 +106,10 @@ class Response:
     passed_through: bool
     input_tokens: int = 0
     output_tokens: int = 0
+    # Input tokens the upstream read from its prompt cache (a part of ``input_tokens``).
+    cached_tokens: int = 0
+    # The name its tokens are priced under; empty: the caller decides.
+    priced_model: str = ""
 
 
 def is_task_body(body: dict[str, Any]) -> bool:
@@ -118,11 +125,16 @@ async def respond(
     upstreams: UpstreamRouter,
     limits: TaskLimits,
     completion_id: str,
+    choice: ProviderChoice = NO_CHOICE,
 ) -> Response:
-    """Answer one body: run the task it names, or pass it to the upstream its model names."""
+    """Answer one body: run the task it names, or pass it to the upstream its model names.
+
+    ``choice`` (the provider headers) picks the upstream of a task and of a bare model.
+    """
     if is_task_body(body):
         task, request = parse_task_body(body, limits=limits)
-        outcome = await run_task(task, request, backend, limits=limits)
+        chosen = upstreams.task_backend(choice)
+        outcome = await run_task(task, request, chosen or backend, limits=limits)
         completion = chat_completion_body(
             outcome,
             completion_id=completion_id,
@@ -136,22 +148,28 @@ async def respond(
             passed_through=False,
             input_tokens=outcome.usage.prompt_tokens,
             output_tokens=outcome.usage.completion_tokens,
+            priced_model=chosen.model if chosen is not None else "",
         )
-    status, answer, request_id = await upstreams.forward(url, body)
-    usage = answer.get("usage") if isinstance(answer, dict) else None
-    usage = usage if isinstance(usage, dict) else {}
+    status, answer, request_id = await upstreams.forward(url, body, choice)
+    usage = passthrough_usage(answer)
     return Response(
         status_code=status,
         body=answer,
         request_id=request_id,
         passed_through=True,
-        input_tokens=_tokens(usage.get("prompt_tokens")),
-        output_tokens=_tokens(usage.get("completion_tokens")),
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        priced_model=upstreams.priced_model(str(body.get("model", "")), choice),
     )
 
 
 def _priced_model(body: dict[str, Any], passed_through: bool, context: LineContext) -> str:
-    return str(body.get("model", "")) if passed_through else context.task_priced_model
+    upstreams, choice = context.upstreams, context.choice
+    if passed_through:
+        return upstreams.priced_model(str(body.get("model", "")), choice)
+    chosen = upstreams.task_backend(choice)
+    return chosen.model if chosen is not None else context.task_priced_model
 
 
 def _response_line(
@@ -180,12 +198,9 @@ def _response_line(
         outcome=LineOutcome.SUCCEEDED if succeeded else LineOutcome.FAILED,
         input_tokens=response.input_tokens,
         output_tokens=response.output_tokens,
-        priced_model=_priced_model(body, response.passed_through, context),
+        priced_model=response.priced_model or _priced_model(body, response.passed_through, context),
+        cached_tokens=response.cached_tokens,
     )
-
-
-def _tokens(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 async def run_line(
@@ -204,6 +219,7 @@ async def run_line(
             upstreams=context.upstreams,
             limits=context.limits,
             completion_id=derived_id("chatcmpl-", batch_id, index),
+            choice=context.choice,
         )
         return _response_line(batch_id, index, custom_id, body, response, context)
     except GateClosed:

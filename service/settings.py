@@ -33,6 +33,11 @@ class UpstreamConfig(BaseModel):
     profile: str | None = None
     # The model's context window in tokens; unset: the profile's default.
     context_tokens: int | None = Field(default=None, ge=256)
+    # The model task lines call here when a request picks this upstream with the
+    # ``x-textbatch-provider`` header; unset: TEXTBATCH_LLM_MODEL.
+    model: str | None = None
+    # Whether callers may send their own key for it (``x-textbatch-provider-key``).
+    byok: bool = False
 
     @field_validator("profile")
     @classmethod
@@ -98,6 +103,11 @@ class Settings(BaseSettings):
     llm_backoff_max: float = Field(default=20.0, ge=0)
     # Halve the calls in flight to an upstream that answers 429, grow back as calls succeed.
     llm_adaptive_concurrency: bool = True
+    # Whether callers may send their own key for the default upstream (x-textbatch-provider-key).
+    llm_byok: bool = False
+    # A Fernet key that encrypts callers' provider keys while their batches run; required
+    # when any upstream allows BYOK.
+    secret_key: SecretStr | None = None
 
     # Named upstreams, as JSON: {"anthropic": {"base_url": "...", "api_key": "..."}}
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
@@ -184,6 +194,11 @@ class Settings(BaseSettings):
         if profile is None:
             return self.llm_max_output_tokens
         return min(self.llm_max_output_tokens, profile.output_token_cap)
+
+    def byok_upstreams(self) -> list[str]:
+        """Names of the upstreams that take a caller's own key (``default`` for the default)."""
+        named = [name for name, upstream in self.upstreams.items() if upstream.byok]
+        return (["default"] if self.llm_byok and self.llm_base_url else []) + named
 
     def configured_api_keys(self) -> list[str]:
         """The keys given in ``TEXTBATCH_API_KEYS``, without blanks."""

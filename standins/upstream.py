@@ -35,6 +35,7 @@ from standins.faults import (
     FaultPlan,
     hide_dropped_connections,
 )
+from standins.newer_endpoints import cached_tokens, moderation_payload, responses_payload
 
 _HOUR = 3600.0
 _DISCONNECT_POLL_SECONDS = 0.05
@@ -57,7 +58,8 @@ class RecordedCall:
 
 
 class StandinUpstream:
-    """Serves ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``, ``/v1/models``.
+    """Serves ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
+    ``/v1/responses``, ``/v1/moderations`` and ``/v1/models``.
 
     Use it as a context manager, or ``start()`` and ``stop()`` it. Random 429
     faults carry ``Retry-After: fault_retry_after`` when that is set.
@@ -102,6 +104,8 @@ class StandinUpstream:
                 Route("/v1/chat/completions", self._counted(self._chat), methods=["POST"]),
                 Route("/v1/completions", self._counted(self._completion), methods=["POST"]),
                 Route("/v1/embeddings", self._counted(self._embeddings), methods=["POST"]),
+                Route("/v1/responses", self._counted(self._responses), methods=["POST"]),
+                Route("/v1/moderations", self._counted(self._moderations), methods=["POST"]),
                 Route("/v1/models", self._counted(self._models), methods=["GET"]),
             ]
         )
@@ -266,6 +270,20 @@ class StandinUpstream:
         }
         return self._json(200, payload, self._next_id()[1])
 
+    async def _responses(self, request: Request) -> Response:
+        body, _, refusal = await self._admit(request)
+        if refusal is not None:
+            return refusal
+        sequence, request_id = self._next_id()
+        return self._json(200, responses_payload(body, sequence), request_id)
+
+    async def _moderations(self, request: Request) -> Response:
+        body, _, refusal = await self._admit(request)
+        if refusal is not None:
+            return refusal
+        sequence, request_id = self._next_id()
+        return self._json(200, moderation_payload(body, sequence), request_id)
+
     async def _models(self, request: Request) -> Response:
         _, _, refusal = await self._admit(request, has_body=False)
         if refusal is not None:
@@ -302,7 +320,10 @@ class StandinUpstream:
             self.authorizations.append(authorization)
         no_fault = Fault()
         if not auth_ok:
-            return {}, no_fault, _error(401, "Incorrect API key provided.", "invalid_api_key")
+            # As hosted APIs do, the refusal quotes the key it was given (here whole).
+            presented = (authorization or "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {presented}."
+            return {}, no_fault, _error(401, message, "invalid_api_key")
         if not isinstance(body, dict):
             return {}, no_fault, _error(400, "The request body is not JSON.", "invalid_json")
         if self.capacity is not None and request.state.arrived_as > self.capacity:
@@ -371,6 +392,9 @@ class StandinUpstream:
                 "total_tokens": prompt_words + completion_words,
             },
         }
+        if body.get("prompt_cache_key"):
+            cached = cached_tokens(body, prompt_words)
+            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         return self._json(200, payload, request_id)
 
     def _next_id(self) -> tuple[int, str]:

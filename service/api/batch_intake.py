@@ -7,6 +7,7 @@ variable set per line. The request is hashed on the way, for idempotent retries.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from service.intake.reading import (
 )
 from service.intake.submit import Prepared
 from service.intake.validation import CHAT_COMPLETIONS
+from service.llm.routing import NO_CHOICE, ProviderChoice
 
 JSONL_TYPES = frozenset(
     {
@@ -40,6 +42,19 @@ JSONL_TYPES = frozenset(
     }
 )
 JSON_FIELDS = frozenset({"input_file_id", "requests", "endpoint", "completion_window", "metadata"})
+
+
+def _chosen(options: BatchOptions, choice: ProviderChoice) -> BatchOptions:
+    """``options`` carrying the provider headers' choice, for the batch to run under."""
+    return replace(options, provider=choice.provider, provider_key=choice.api_key)
+
+
+def _digested(choice: ProviderChoice) -> list[str]:
+    """What of the provider headers identifies a request: the upstream's name, never the key.
+
+    Nothing without the header, so digests of requests that send none stay as they were.
+    """
+    return [f"provider={choice.provider}"] if choice.provider is not None else []
 
 
 def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
@@ -61,7 +76,9 @@ def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
     )
 
 
-async def _from_file(state: AppState, owner: str, options: BatchOptions, digest: str) -> Prepared:
+async def _from_file(
+    state: AppState, owner: str, options: BatchOptions, digest: str, choice: ProviderChoice
+) -> Prepared:
     """The hosted-API flow: bad input makes a ``failed`` batch naming the faults, not a 400."""
     if options.endpoint is None:
         raise InvalidRequest("endpoint is required with input_file_id.", param="endpoint")
@@ -78,7 +95,7 @@ async def _from_file(state: AppState, owner: str, options: BatchOptions, digest:
         staged = await ingest_jsonl(
             state.files.open_chunks(record),
             state.store,
-            submitter.rules(options.endpoint),
+            submitter.rules(options.endpoint, choice),
             submitter.limits(),
             submitter.prompt_resolver(owner),
         )
@@ -99,21 +116,26 @@ async def prepare_submission(
     completion_window: str | None,
     *,
     keyed: bool = True,
+    choice: ProviderChoice = NO_CHOICE,
 ) -> Prepared:
     """Read, validate and stage a submission; raise for input that makes no batch at all.
 
     ``keyed``: the request has an idempotency key, so its digest is needed; hashing a
-    large body is not free, and a request without a key skips it.
+    large body is not free, and a request without a key skips it. ``choice``: the
+    provider headers; the upstream's name is part of the digest, the key is not.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    digest = RequestDigest(content_type, endpoint or "", completion_window or "", enabled=keyed)
+    digest = RequestDigest(
+        content_type, endpoint or "", completion_window or "", *_digested(choice), enabled=keyed
+    )
     submitter = state.submitter
     if content_type in JSONL_TYPES:
         options = _options({"endpoint": endpoint, "completion_window": completion_window}, state)
+        options = _chosen(options, choice)
         staged = await ingest_jsonl(
             digest.tee(request.stream()),
             state.store,
-            submitter.rules(options.endpoint),
+            submitter.rules(options.endpoint, choice),
             submitter.limits(),
             submitter.prompt_resolver(owner),
         )
@@ -129,9 +151,9 @@ async def prepare_submission(
     )
     if not isinstance(payload, dict):
         raise InvalidRequest("The JSON body must be an object.", param="body")
-    options = _options(payload, state)
+    options = _chosen(_options(payload, state), choice)
     if options.input_file_id is not None:
-        return await _from_file(state, owner, options, digest.hexdigest())
+        return await _from_file(state, owner, options, digest.hexdigest(), choice)
     requests = payload.get("requests")
     if not isinstance(requests, list):
         raise InvalidRequest(
@@ -145,21 +167,23 @@ async def prepare_submission(
     staged = await ingest_requests(
         requests,
         state.store,
-        submitter.rules(options.endpoint),
+        submitter.rules(options.endpoint, choice),
         submitter.limits(),
         submitter.prompt_resolver(owner),
     )
     return Prepared(options, digest.hexdigest(), staged=staged)
 
 
-async def prepare_from_prompt(state: AppState, owner: str, body: Any) -> Prepared:
+async def prepare_from_prompt(
+    state: AppState, owner: str, body: Any, choice: ProviderChoice = NO_CHOICE
+) -> Prepared:
     """One line per variable set, named ``row-<n>`` unless ``custom_ids`` names them.
 
     An unknown prompt is a 404, as for any other object; faults of single variable
     sets are line faults naming the row, as for any batch input.
     """
     payload = validated(BatchFromPrompt, body)
-    digest = RequestDigest("from_prompt")
+    digest = RequestDigest("from_prompt", *_digested(choice))
     digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
     window = payload.completion_window or state.settings.completion_window
     window_seconds(window)
@@ -167,6 +191,8 @@ async def prepare_from_prompt(state: AppState, owner: str, body: Any) -> Prepare
         endpoint=CHAT_COMPLETIONS,
         completion_window=window,
         metadata=validate_metadata(payload.metadata),
+        provider=choice.provider,
+        provider_key=choice.api_key,
     )
     rows = len(payload.variables)
     if rows > state.settings.max_lines:
@@ -200,7 +226,7 @@ async def prepare_from_prompt(state: AppState, owner: str, body: Any) -> Prepare
     staged = await ingest_requests(
         requests,
         state.store,
-        state.submitter.rules(CHAT_COMPLETIONS),
+        state.submitter.rules(CHAT_COMPLETIONS, choice),
         state.submitter.limits(),
         resolver,
     )

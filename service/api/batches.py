@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from service.api.batch_intake import prepare_from_prompt, prepare_submission
-from service.api.deps import AppState, JsonBody, PrincipalDep, StateDep
+from service.api.deps import AppState, ChoiceDep, JsonBody, PrincipalDep, StateDep
 from service.api.object_ids import known_batch_id
 from service.api.prompt_schemas import BatchFromPrompt, json_request_body
 from service.api.schemas import ERROR_RESPONSES, BatchCreate, BatchList, BatchPublic
@@ -42,9 +42,9 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ERROR_RESPO
 
 
 async def batch_view(state: AppState, record: BatchRecord) -> BatchPublic:
-    tokens = await state.results.tokens_by_model(record.id)
+    tokens, cached = await state.results.usage_by_model(record.id)
     return BatchPublic.from_record(
-        record, summarize_cost(tokens, state.prices, state.settings.batch_discount)
+        record, summarize_cost(tokens, state.prices, state.settings.batch_discount, cached)
     )
 
 
@@ -67,6 +67,7 @@ async def create_batch(
     request: Request,
     state: StateDep,
     principal: PrincipalDep,
+    choice: ChoiceDep,
     endpoint: Annotated[
         str | None, Query(max_length=64, description="Bind every JSONL line's url")
     ] = None,
@@ -79,10 +80,18 @@ async def create_batch(
 
     With an ``Idempotency-Key`` header a retried request returns the batch the
     first one made; the same key with a different request is a 409.
+    ``x-textbatch-provider`` and ``x-textbatch-provider-key`` pick the upstream of the
+    lines whose model has no ``provider/`` prefix, and a key of the caller's own for it.
     """
     key = check_key(idempotency_key) if idempotency_key is not None else None
     prepared = await prepare_submission(
-        request, state, principal.owner, endpoint, completion_window, keyed=key is not None
+        request,
+        state,
+        principal.owner,
+        endpoint,
+        completion_window,
+        keyed=key is not None,
+        choice=choice,
     )
     return await _submit(state, principal.owner, key, prepared)
 
@@ -93,6 +102,7 @@ async def create_batch(
 async def create_batch_from_prompt(
     state: StateDep,
     principal: PrincipalDep,
+    choice: ChoiceDep,
     body: JsonBody,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> BatchPublic:
@@ -103,7 +113,7 @@ async def create_batch_from_prompt(
     ``POST /v1/batches``.
     """
     key = check_key(idempotency_key) if idempotency_key is not None else None
-    prepared = await prepare_from_prompt(state, principal.owner, body)
+    prepared = await prepare_from_prompt(state, principal.owner, body, choice)
     return await _submit(state, principal.owner, key, prepared)
 
 

@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import AppState, JsonBody, PrincipalDep, StateDep
+from service.api.deps import AppState, ChoiceDep, JsonBody, PrincipalDep, StateDep
 from service.api.prompt_schemas import PROMPT_REFERENCE
 from service.api.schemas import ERROR_RESPONSES
 from service.auth import Principal
@@ -16,6 +16,7 @@ from service.execution import respond, task_limits
 from service.ids import new_completion_id
 from service.intake.templates import ResolvedBody, names_prompt
 from service.intake.validation import CHAT_COMPLETIONS, LineRules, validate_body
+from service.llm.routing import ProviderChoice
 from tasks.classify import ClassifyRequest
 from tasks.extract import ExtractRequest
 from tasks.summarize import SummarizeRequest
@@ -43,12 +44,13 @@ def _request_body(required: str, *, tasks: bool = False) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def _check(body: Any, state: AppState, url: str) -> None:
+def _check(body: Any, state: AppState, url: str, choice: ProviderChoice) -> None:
+    upstreams = state.upstreams
     rules = LineRules(
         max_text_chars=state.settings.max_text_chars,
         max_output_tokens=state.settings.task_output_cap(),
         endpoint=url,
-        route_fault=state.upstreams.route_fault,
+        route_fault=lambda model: upstreams.route_fault(model, choice),
     )
     faults = validate_body(body, rules, url=url)
     if faults:
@@ -78,22 +80,27 @@ def _answer(status: int, answer: Any, request_id: str | None) -> JSONResponse:
     return JSONResponse(answer, status_code=status, headers=headers)
 
 
-async def _pass_through(state: AppState, url: str, body: dict[str, Any]) -> JSONResponse:
-    return _answer(*await state.upstreams.forward(url, body))
+async def _pass_through(
+    state: AppState, principal: Principal, body: Any, url: str, choice: ProviderChoice
+) -> JSONResponse:
+    """Check a pass-through body and send it to its upstream; a prompt it names is refused."""
+    await _resolved(state, principal, body, url)
+    _check(body, state, url, choice)
+    return _answer(*await state.upstreams.forward(url, body, choice))
 
 
 @router.post(
     "/chat/completions", response_model=None, openapi_extra=_request_body("messages", tasks=True)
 )
 async def chat_completions(
-    state: StateDep, principal: PrincipalDep, body: JsonBody
+    state: StateDep, principal: PrincipalDep, choice: ChoiceDep, body: JsonBody
 ) -> dict[str, Any] | JSONResponse:
     """Run one extract / summarize / classify request now, or pass another model through.
 
     A body may name a stored prompt (``prompt_slug``) instead of giving ``messages``.
     """
     body = await _resolved(state, principal, body, CHAT_COMPLETIONS)
-    _check(body, state, CHAT_COMPLETIONS)
+    _check(body, state, CHAT_COMPLETIONS, choice)
     response = await respond(
         CHAT_COMPLETIONS,
         body,
@@ -101,6 +108,7 @@ async def chat_completions(
         upstreams=state.upstreams,
         limits=task_limits(state.settings),
         completion_id=new_completion_id(),
+        choice=choice,
     )
     if response.passed_through:
         return _answer(response.status_code, response.body, response.request_id)
@@ -109,16 +117,32 @@ async def chat_completions(
 
 
 @router.post("/embeddings", response_model=None, openapi_extra=_request_body("input"))
-async def embeddings(state: StateDep, principal: PrincipalDep, body: JsonBody) -> JSONResponse:
+async def embeddings(
+    state: StateDep, principal: PrincipalDep, choice: ChoiceDep, body: JsonBody
+) -> JSONResponse:
     """Pass an embeddings request to the upstream its model names."""
-    await _resolved(state, principal, body, "/v1/embeddings")
-    _check(body, state, "/v1/embeddings")
-    return await _pass_through(state, "/v1/embeddings", body)
+    return await _pass_through(state, principal, body, "/v1/embeddings", choice)
 
 
 @router.post("/completions", response_model=None, openapi_extra=_request_body("prompt"))
-async def completions(state: StateDep, principal: PrincipalDep, body: JsonBody) -> JSONResponse:
+async def completions(
+    state: StateDep, principal: PrincipalDep, choice: ChoiceDep, body: JsonBody
+) -> JSONResponse:
     """Pass a legacy completions request to the upstream its model names."""
-    await _resolved(state, principal, body, "/v1/completions")
-    _check(body, state, "/v1/completions")
-    return await _pass_through(state, "/v1/completions", body)
+    return await _pass_through(state, principal, body, "/v1/completions", choice)
+
+
+@router.post("/responses", response_model=None, openapi_extra=_request_body("input"))
+async def responses(
+    state: StateDep, principal: PrincipalDep, choice: ChoiceDep, body: JsonBody
+) -> JSONResponse:
+    """Pass a Responses API request to the upstream its model names."""
+    return await _pass_through(state, principal, body, "/v1/responses", choice)
+
+
+@router.post("/moderations", response_model=None, openapi_extra=_request_body("input"))
+async def moderations(
+    state: StateDep, principal: PrincipalDep, choice: ChoiceDep, body: JsonBody
+) -> JSONResponse:
+    """Pass a moderations request to the upstream its model names."""
+    return await _pass_through(state, principal, body, "/v1/moderations", choice)

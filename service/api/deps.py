@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
@@ -18,7 +18,12 @@ from service.intake.json_depth import depth_message, nesting_depth_over
 from service.intake.reading import read_json
 from service.llm.base import ChatBackend
 from service.llm.pricing import PriceTable
-from service.llm.routing import UpstreamRouter
+from service.llm.routing import (
+    PROVIDER_HEADER,
+    PROVIDER_KEY_HEADER,
+    ProviderChoice,
+    UpstreamRouter,
+)
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.files import FileStore
@@ -76,6 +81,49 @@ def authenticate(
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def _header_value(value: str | None, header: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        raise InvalidRequest(f"{header} must not be empty.", param=header)
+    return value
+
+
+def provider_choice(
+    state: StateDep,
+    provider: Annotated[
+        str | None,
+        Header(
+            alias=PROVIDER_HEADER,
+            max_length=256,
+            description="The upstream (TEXTBATCH_UPSTREAMS name, or `default`) for models "
+            "without a `provider/` prefix and for task lines.",
+        ),
+    ] = None,
+    provider_key: Annotated[
+        str | None,
+        Header(
+            alias=PROVIDER_KEY_HEADER,
+            max_length=4096,
+            description='Your own key for that upstream, if its entry says `"byok": true`; '
+            "used for this request or batch only.",
+        ),
+    ] = None,
+) -> ProviderChoice:
+    """The provider headers' choice, refused (400) when it names no upstream or may not be used."""
+    choice = ProviderChoice(
+        provider=_header_value(provider, PROVIDER_HEADER),
+        api_key=_header_value(provider_key, PROVIDER_KEY_HEADER),
+    )
+    state.upstreams.check_choice(choice)
+    return choice
+
+
+# Routes take it after the principal, so a caller without a key is refused first.
+ChoiceDep = Annotated[ProviderChoice, Depends(provider_choice)]
 
 
 async def json_body(request: Request, state: StateDep) -> Any:

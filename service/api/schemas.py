@@ -20,6 +20,9 @@ class RequestCounts(BaseModel):
 class BatchUsage(BaseModel):
     """Tokens summed over every line, and their cost at the batch discount.
 
+    ``input_tokens_details.cached_tokens``: input tokens upstreams served from their
+    prompt cache, priced at the price table's ``cached_input`` rate where it has one.
+
     A cost is null when a model used is missing from the price table; those
     models are listed in ``unpriced_models``.
     """
@@ -105,6 +108,7 @@ class BatchPublic(BaseModel):
             progress=batch_progress(record),
             usage=BatchUsage(
                 input_tokens=counters["input_tokens"],
+                input_tokens_details={"cached_tokens": counters["cached_tokens"]},
                 output_tokens=counters["output_tokens"],
                 total_tokens=counters["input_tokens"] + counters["output_tokens"],
                 input_cost=cost.input_cost,

@@ -20,10 +20,12 @@ from service.intake.options import BatchOptions, window_seconds
 from service.intake.reading import IngestLimits, StagedSubmission
 from service.intake.templates import PromptResolver
 from service.intake.validation import LineRules
+from service.llm.routing import NO_CHOICE, ProviderChoice
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.prompts import PromptStore
 from service.store.records import NewBatch
+from service.store.sealing import KeySeal
 from service.worker.queue import ChunkDispatcher
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class Submitter:
         settings: Settings,
         store: BatchStore,
         dispatcher: ChunkDispatcher,
-        route_fault: Callable[[str], str | None],
+        route_fault: Callable[[str, ProviderChoice], str | None],
         prompts: PromptStore,
     ) -> None:
         self.settings = settings
@@ -46,14 +48,25 @@ class Submitter:
         self.route_fault = route_fault
         self.prompts = prompts
         self._queueing: set[asyncio.Task[None]] = set()
+        # Checked at start-up (settings_check): set whenever an upstream takes callers' keys.
+        secret = settings.secret_key
+        self._seal = KeySeal(secret.get_secret_value()) if secret is not None else None
 
-    def rules(self, endpoint: str | None) -> LineRules:
+    def rules(self, endpoint: str | None, choice: ProviderChoice = NO_CHOICE) -> LineRules:
+        route_fault = self.route_fault
         return LineRules(
             max_text_chars=self.settings.max_text_chars,
             max_output_tokens=self.settings.task_output_cap(),
             endpoint=endpoint,
-            route_fault=self.route_fault,
+            route_fault=lambda model: route_fault(model, choice),
         )
+
+    def _sealed(self, options: BatchOptions) -> bytes | None:
+        if options.provider_key is None:
+            return None
+        if self._seal is None:
+            raise RuntimeError("a provider key came in but TEXTBATCH_SECRET_KEY is not set")
+        return self._seal.seal(options.provider_key)
 
     def prompt_resolver(self, owner: str) -> PromptResolver:
         """A resolver for one submission (or realtime call) of ``owner``'s."""
@@ -77,6 +90,8 @@ class Submitter:
             completion_window=options.completion_window,
             metadata=options.metadata,
             input_file_id=options.input_file_id,
+            provider=options.provider,
+            provider_key=options.provider_key is not None,
         )
 
     async def commit(
@@ -86,7 +101,9 @@ class Submitter:
         endpoint = options.endpoint or staged.common_url or "mixed"
         batch = self._new_batch(batch_id, owner, staged.total, options, endpoint)
         batch = replace(batch, page_lines=staged.page_lines)
-        await self.store.commit_batch(batch, staged.upload_id, order=time.time_ns() // 1000)
+        await self.store.commit_batch(
+            batch, staged.upload_id, order=time.time_ns() // 1000, sealed_key=self._sealed(options)
+        )
         log.info("batch %s accepted with %d lines", batch.id, batch.total)
         # Queued after the answer: the batch is stored and listed as undispatched, so if
         # this process dies first a worker's sweep queues it. Queueing costs about 0.3 ms
@@ -134,5 +151,7 @@ class Submitter:
                     "line": error.line,
                 }
             ]
+        # A batch that never runs keeps no provider key.
+        options = replace(options, provider_key=None)
         batch = self._new_batch(batch_id, owner, 0, options, options.endpoint or "mixed")
         await self.store.commit_failed_batch(batch, errors, order=time.time_ns() // 1000)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import InvalidRequest
@@ -44,6 +44,10 @@ class BatchOptions:
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
     input_file_id: str | None = None
+    # The x-textbatch-provider header's upstream, and the caller's key for it (sealed
+    # before it is stored; never in a repr).
+    provider: str | None = None
+    provider_key: str | None = field(default=None, repr=False)
 
 
 def validate_metadata(metadata: Any) -> dict[str, str] | None:

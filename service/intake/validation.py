@@ -26,6 +26,8 @@ PASSTHROUGH_URLS = {
     CHAT_COMPLETIONS: "messages",
     "/v1/completions": "prompt",
     "/v1/embeddings": "input",
+    "/v1/responses": "input",
+    "/v1/moderations": "input",
 }
 LINE_FIELDS = frozenset({"custom_id", "method", "url", "body"})
 CUSTOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")

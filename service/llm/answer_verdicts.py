@@ -77,6 +77,11 @@ def rejection(response: UpstreamAnswer, calls: int, secret: str | None) -> LLMEr
         # Never followed: the line's text must not go to a host nobody configured.
         message = f"upstream redirected the request with HTTP {status}; redirects are not followed"
         return UpstreamRejected(message, attempts=calls, upstream_status=status)
+    if status in (401, 403):
+        # The upstream's words about a refused key often quote the key, whole or in part
+        # (masked forms escape the scrub), so they are not handed on.
+        message = f"upstream rejected the request with HTTP {status}: the API key was refused"
+        return UpstreamRejected(message, attempts=calls, upstream_status=status)
     message = f"upstream rejected the request with HTTP {status}: {excerpt(response, secret)}"
     if is_context_overflow(response):
         return ContextLengthExceeded(message, attempts=calls, upstream_status=status)

@@ -57,9 +57,11 @@ def build_openai_backend(
     share: CapacityShare | None = None,
     profile: str | None = None,
     context_tokens: int | None = None,
+    model: str | None = None,
 ) -> OpenAICompatibleBackend:
     """An HTTP client for one upstream, with the settings' model, timeout, retries and pool.
 
+    ``model`` is what task lines call on it; unset, ``TEXTBATCH_LLM_MODEL``.
     ``profile`` names the upstream's built-in profile; unset, it is inferred from the
     base URL and the model (``service.llm.profiles.infer_profile``); an unknown name
     is a ``ValueError`` at start-up. Each backend gets its own limiter of
@@ -89,10 +91,10 @@ def build_openai_backend(
     return OpenAICompatibleBackend(
         base_url=base_url,
         api_key=api_key,
-        model=settings.llm_model,
+        model=model or settings.llm_model,
         timeout=settings.llm_timeout,
         connect_timeout=settings.llm_connect_timeout,
-        profile=choose_profile(profile, base_url, settings.llm_model),
+        profile=choose_profile(profile, base_url, model or settings.llm_model),
         context_tokens=context_tokens,
         max_output_tokens=settings.llm_max_output_tokens,
         max_response_bytes=settings.llm_max_response_bytes,

@@ -86,27 +86,32 @@ async def exchange(
     deadline: float,
     max_bytes: int,
     secret: str | None,
+    headers: Mapping[str, str] | None = None,
 ) -> UpstreamAnswer:
-    """POST ``payload``; raises ``TimeoutError``, ``aiohttp.ClientError`` or ``AnswerTooLarge``."""
+    """POST ``payload``; raises ``TimeoutError``, ``aiohttp.ClientError`` or ``AnswerTooLarge``.
+
+    ``headers`` override the session's for this exchange only (a caller's own key).
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with asyncio.timeout(deadline):
-        async with session.post(url, data=payload, allow_redirects=False) as raw:
+        async with session.post(url, data=payload, allow_redirects=False, headers=headers) as raw:
             declared = raw.content_length
             if declared is not None and declared > max_bytes:
                 raise AnswerTooLarge(max_bytes, declared=declared)
             content = await _read_capped(raw, max_bytes)
-            status, headers = raw.status, raw.headers
+            status, answer_headers = raw.status, raw.headers
     if secret:
         content = content.replace(secret.encode(), SCRUBBED.encode())
-        if any(secret in value for value in headers.values()):
+        if any(secret in value for value in answer_headers.values()):
             # A request id header is handed on too; an echoed key must not ride along.
-            headers = CIMultiDictProxy(
+            answer_headers = CIMultiDictProxy(
                 CIMultiDict(
-                    (name, value.replace(secret, SCRUBBED)) for name, value in headers.items()
+                    (name, value.replace(secret, SCRUBBED))
+                    for name, value in answer_headers.items()
                 )
             )
-    return UpstreamAnswer(status, headers, content, elapsed=loop.time() - started)
+    return UpstreamAnswer(status, answer_headers, content, elapsed=loop.time() - started)
 
 
 async def _read_capped(raw: aiohttp.ClientResponse, max_bytes: int) -> bytes:

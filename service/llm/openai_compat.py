@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -118,6 +119,8 @@ class OpenAICompatibleBackend:
         self._client_loop: asyncio.AbstractEventLoop | None = None
         if limiter is not None:
             show_upstream_limit(upstream, limiter.limit)
+        # Set on a view made by ``with_api_key``: the backend whose pool the view uses.
+        self._pool_owner: OpenAICompatibleBackend | None = None
 
     @property
     def name(self) -> str:
@@ -210,7 +213,21 @@ class OpenAICompatibleBackend:
         )
         return status, data, request_id
 
+    def with_api_key(self, api_key: str) -> OpenAICompatibleBackend:
+        """This upstream's client, sending ``api_key`` as its bearer instead of the configured key.
+
+        A caller's own provider key (BYOK): the view shares this backend's connection pool,
+        limiter, capacity share and what was learned about the server, so calls with many
+        callers' keys are still bounded as one upstream's. It owns nothing: no closing.
+        """
+        view = copy.copy(self)
+        view._api_key = api_key
+        view._pool_owner = self._pool_owner or self
+        return view
+
     async def aclose(self) -> None:
+        if self._pool_owner is not None:
+            return  # a view: the pool is its owner's to close
         client, self._client, self._client_loop = self._client, None, None
         if client is not None:
             await client.close()
@@ -238,6 +255,8 @@ class OpenAICompatibleBackend:
         The connect timeout bounds opening a connection; the call's total deadline is
         set per exchange.
         """
+        if self._pool_owner is not None:
+            return self._pool_owner._session()
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             self._client = new_session(
@@ -381,6 +400,12 @@ class OpenAICompatibleBackend:
                         deadline=self.timeout,
                         max_bytes=self.max_response_bytes,
                         secret=self._api_key,
+                        # A view's key replaces the session's configured one, for its calls only.
+                        headers=(
+                            {"Authorization": f"Bearer {self._api_key}"}
+                            if self._pool_owner is not None
+                            else None
+                        ),
                     )
                 except TimeoutError:
                     if self.limiter is not None:

@@ -21,14 +21,18 @@ _PER_MILLION = Decimal(1_000_000)
 _RESULT_STEP = Decimal("1e-12")
 _PRECISION = 60
 _PRICE_KEYS = frozenset({"input", "output"})
+# Optional: USD per million input tokens the upstream served from its prompt cache.
+_CACHED_KEY = "cached_input"
 
 
 @dataclass(frozen=True)
 class ModelPrice:
-    """USD per million input and output tokens of one model."""
+    """USD per million input and output tokens of one model, and of cached input tokens."""
 
     input_per_million: float
     output_per_million: float
+    # None: cached input tokens cost what other input tokens do.
+    cached_input_per_million: float | None = None
 
 
 _FREE = ModelPrice(0.0, 0.0)
@@ -80,9 +84,17 @@ class CostSummary:
 
 
 def summarize_cost(
-    tokens_by_model: Mapping[str, tuple[int, int]], table: PriceTable, discount: float
+    tokens_by_model: Mapping[str, tuple[int, int]],
+    table: PriceTable,
+    discount: float,
+    cached_by_model: Mapping[str, int] | None = None,
 ) -> CostSummary:
-    """Cost of ``(input, output)`` tokens per model, less ``discount`` (0.5 is half price)."""
+    """Cost of ``(input, output)`` tokens per model, less ``discount`` (0.5 is half price).
+
+    ``cached_by_model``: how many of a model's input tokens came from the upstream's prompt
+    cache; they are priced at the model's ``cached_input`` rate when the table has one.
+    """
+    cached_by_model = cached_by_model or {}
     used = {model: tokens for model, tokens in tokens_by_model.items() if any(tokens)}
     unpriced = sorted(model for model in used if table.price_of(model) is None)
     if unpriced:
@@ -94,6 +106,10 @@ def summarize_cost(
         for model, (input_tokens, output_tokens) in used.items():
             price = table.price_of(model)
             assert price is not None  # every unpriced model returned above
+            cached = min(cached_by_model.get(model, 0), input_tokens)
+            if price.cached_input_per_million is not None and cached:
+                input_cost += cached * _decimal(price.cached_input_per_million)
+                input_tokens -= cached
             input_cost += input_tokens * _decimal(price.input_per_million)
             output_cost += output_tokens * _decimal(price.output_per_million)
         input_cost = input_cost / _PER_MILLION * factor
@@ -108,9 +124,14 @@ def summarize_cost(
 
 def _parse_price(path: Path, model: object, entry: object) -> ModelPrice:
     where = f"price table {path}, model {model!r}"
-    if not isinstance(entry, dict) or set(entry) != _PRICE_KEYS:
-        raise ValueError(f'{where}: must be {{"input": <USD>, "output": <USD>}} per million tokens')
-    for key in ("input", "output"):
+    if not isinstance(entry, dict) or not _PRICE_KEYS <= set(entry) <= _PRICE_KEYS | {_CACHED_KEY}:
+        raise ValueError(
+            f'{where}: must be {{"input": <USD>, "output": <USD>}} per million tokens, '
+            f'optionally with "{_CACHED_KEY}": <USD>'
+        )
+    for key in ("input", "output", _CACHED_KEY):
+        if key not in entry:
+            continue
         value = entry[key]
         if (
             isinstance(value, bool)
@@ -119,7 +140,12 @@ def _parse_price(path: Path, model: object, entry: object) -> ModelPrice:
             or value < 0
         ):
             raise ValueError(f"{where}: {key!r} must be a non-negative number, got {value!r}")
-    return ModelPrice(float(entry["input"]), float(entry["output"]))
+    cached = entry.get(_CACHED_KEY)
+    return ModelPrice(
+        float(entry["input"]),
+        float(entry["output"]),
+        float(cached) if cached is not None else None,
+    )
 
 
 def _decimal(value: float) -> Decimal:

@@ -118,6 +118,33 @@ def usage_of(data: object) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 
+@dataclass(frozen=True, slots=True)
+class PassThroughUsage:
+    """The tokens of a pass-through answer, whichever endpoint's shape reports them."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Input tokens served from the upstream's prompt cache (part of ``prompt_tokens``).
+    cached_tokens: int = 0
+
+
+def passthrough_usage(data: object) -> PassThroughUsage:
+    """Usage of chat, completions and embeddings (``prompt_tokens``/``completion_tokens``,
+    ``prompt_tokens_details.cached_tokens``), responses (``input_tokens``/``output_tokens``,
+    ``input_tokens_details.cached_tokens``), and moderations (usually none)."""
+    raw = data.get("usage") if isinstance(data, Mapping) else None
+    if not isinstance(raw, Mapping):
+        return PassThroughUsage()
+    prompt = _count(raw.get("prompt_tokens")) or _count(raw.get("input_tokens"))
+    completion = _count(raw.get("completion_tokens")) or _count(raw.get("output_tokens"))
+    cached = 0
+    for name in ("prompt_tokens_details", "input_tokens_details"):
+        details = raw.get(name)
+        if isinstance(details, Mapping):
+            cached = cached or _count(details.get("cached_tokens"))
+    return PassThroughUsage(prompt, completion, min(cached, prompt))
+
+
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 

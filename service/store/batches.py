@@ -27,6 +27,9 @@ from service.store.records import BatchRecord, NewBatch
 from service.store.scripts import lua_script
 
 STAGING_TTL_SECONDS = 3600
+# A caller's sealed provider key outlives its batch's window by this much at most: the
+# batch's last lines are recorded as expired by then, which deletes it anyway.
+PROVIDER_KEY_GRACE_SECONDS = 300
 
 # Cancel only what is still running; answer with the status after the call.
 _REQUEST_CANCEL = lua_script("request_cancel.lua")
@@ -66,9 +69,12 @@ class BatchStore:
         with contextlib.suppress(redis_errors.RedisError):
             await self.redis.delete(keys.staging_lines(upload_id))
 
-    async def commit_batch(self, batch: NewBatch, upload_id: str, order: int) -> None:
+    async def commit_batch(
+        self, batch: NewBatch, upload_id: str, order: int, sealed_key: bytes | None = None
+    ) -> None:
         """Turn staged lines into a batch in one transaction, marked as not yet dispatched.
 
+        ``sealed_key``: the caller's provider key, sealed, stored with the batch.
         Returns once the batch is on Redis's disk (see ``service.store.durability``).
         """
         await self.durability.check_writable()
@@ -81,6 +87,12 @@ class BatchStore:
                 pipe.zadd(keys.undispatched(), {batch.id: batch.created_at})
                 pipe.zadd(keys.active_batches(), {batch.id: batch.created_at})
                 pipe.hincrby(keys.batch_status_counts(), BatchStatus.IN_PROGRESS.value, 1)
+                if sealed_key is not None:
+                    pipe.set(
+                        keys.batch_provider_key(batch.id),
+                        sealed_key,
+                        exat=batch.expires_at + PROVIDER_KEY_GRACE_SECONDS,
+                    )
                 await pipe.execute()
         try:
             await self.durability.settle()
@@ -99,7 +111,11 @@ class BatchStore:
 
         async def undo() -> None:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(keys.batch(batch.id), keys.batch_lines(batch.id))
+                pipe.delete(
+                    keys.batch(batch.id),
+                    keys.batch_lines(batch.id),
+                    keys.batch_provider_key(batch.id),
+                )
                 pipe.zrem(keys.owner_batches(batch.owner), batch.id)
                 pipe.zrem(keys.undispatched(), batch.id)
                 pipe.zrem(keys.active_batches(), batch.id)

@@ -40,6 +40,12 @@ def batch_model_usage(batch_id: str) -> str:
     return f"{PREFIX}:batch:{batch_id}:usage"
 
 
+def batch_provider_key(batch_id: str) -> str:
+    """String: the caller's provider key, Fernet-sealed; deleted as the batch ends, and
+    expiring shortly after the batch's window as a backstop."""
+    return f"{PREFIX}:batch:{batch_id}:provider_key"
+
+
 def batch_failed_lines(batch_id: str) -> str:
     """Bitmap: bit ``index`` is set when that line did not succeed (it goes to the error file)."""
     return f"{PREFIX}:batch:{batch_id}:failed"

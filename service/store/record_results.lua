@@ -2,7 +2,7 @@ local batch, results, usage, failed_bits = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', batch) == 0 then return {0, ''} end
 local now = ARGV[1]
 local added = 0
-for i = 4, #ARGV, 6 do
+for i = 4, #ARGV, 7 do
   local index, line, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('HSETNX', results, index, line) == 1 then
     added = added + 1
@@ -18,9 +18,14 @@ for i = 4, #ARGV, 6 do
     local tokens_in, tokens_out, model = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5]
     redis.call('HINCRBY', batch, 'input_tokens', tokens_in)
     redis.call('HINCRBY', batch, 'output_tokens', tokens_out)
+    local tokens_cached = tonumber(ARGV[i + 6])
+    if tokens_cached > 0 then redis.call('HINCRBY', batch, 'cached_tokens', tokens_cached) end
     if model ~= '' and tokens_in + tokens_out > 0 then
       redis.call('HINCRBY', usage, 'in\t' .. model, tokens_in)
       redis.call('HINCRBY', usage, 'out\t' .. model, tokens_out)
+      if tokens_cached > 0 then
+        redis.call('HINCRBY', usage, 'cached\t' .. model, tokens_cached)
+      end
     end
   end
 end
@@ -46,6 +51,8 @@ redis.call('ZREM', KEYS[8], f[7])
 if redis.call('EXISTS', KEYS[9]) == 1 then
   redis.call('ZADD', KEYS[10], now, f[7] .. ' batch.' .. final)
 end
+-- A caller's provider key is kept only while its batch runs.
+redis.call('DEL', KEYS[12])
 local function create_file(key, id, kind, size)
   redis.call('HSET', key, 'id', id, 'owner', f[6], 'bytes', size, 'created_at', now,
              'filename', f[7] .. '_' .. kind .. '.jsonl', 'purpose', 'batch_output',

@@ -20,7 +20,14 @@ TIMESTAMP_FIELDS = (
     "cancelling_at",
     "cancelled_at",
 )
-COUNTER_FIELDS = ("total", "completed", "failed", "input_tokens", "output_tokens")
+COUNTER_FIELDS = (
+    "total",
+    "completed",
+    "failed",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+)
 OPTIONAL_TEXT_FIELDS = ("input_file_id", "output_file_id", "error_file_id")
 
 
@@ -74,6 +81,10 @@ class NewBatch:
     input_file_id: str | None = None
     # Lines per stored page of the batch's input.
     page_lines: int = 1
+    # The upstream the x-textbatch-provider header chose, and whether the caller sent a key
+    # of its own (stored apart, sealed: ``keys.batch_provider_key``).
+    provider: str | None = None
+    provider_key: bool = False
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -95,6 +106,10 @@ class NewBatch:
         }
         if self.input_file_id:
             fields["input_file_id"] = self.input_file_id
+        if self.provider:
+            fields["requested_provider"] = self.provider
+        if self.provider_key:
+            fields["provider_key"] = 1
         return fields
 
     def as_failed_hash(self, errors: list[dict[str, Any]]) -> dict[str, str | int]:
@@ -120,6 +135,8 @@ class LineResult:
     input_tokens: int = 0
     output_tokens: int = 0
     priced_model: str = ""
+    # Input tokens the upstream served from its prompt cache (part of ``input_tokens``).
+    cached_tokens: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -134,3 +151,8 @@ class ChunkState:
     expires_at: int | None
     owner: str = ""
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # The provider header's choice; ``provider_key``: a caller's key was given, and
+    # ``sealed_provider_key`` is it sealed (None once the batch ended and it was deleted).
+    provider: str | None = None
+    provider_key: bool = False
+    sealed_provider_key: bytes | None = field(default=None, repr=False)

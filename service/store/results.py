@@ -28,9 +28,10 @@ OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
 ResultSelection = Literal["all", "succeeded", "failed"]
 
 # KEYS: batch, results, model usage, failed bitmap, output file, error file, owner's files,
-#       active batches, owner's webhooks, webhook outbox.
+#       active batches, owner's webhooks, webhook outbox, status counts, the batch's
+#       provider key (deleted when the batch ends).
 # ARGV: now, output file id, error file id, then per result:
-#   index, output line, outcome, input tokens, output tokens, priced model.
+#   index, output line, outcome, input tokens, output tokens, priced model, cached tokens.
 _RECORD_RESULTS = lua_script("record_results.lua")
 
 
@@ -54,14 +55,29 @@ class ResultStore:
         """The batch's state and the lines of ``[start, stop)`` that have no result yet."""
         indices = list(range(start, stop))
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.batch(batch_id), ["status", "expires_at", "owner", "page_lines"])
+            pipe.hmget(
+                keys.batch(batch_id),
+                [
+                    "status",
+                    "expires_at",
+                    "owner",
+                    "page_lines",
+                    "requested_provider",
+                    "provider_key",
+                ],
+            )
             pipe.hmget(keys.batch_results(batch_id), indices)
-            (status, expires_at, owner, page_lines), done = await pipe.execute()
+            pipe.get(keys.batch_provider_key(batch_id))
+            fields, done, sealed_key = await pipe.execute()
+        status, expires_at, owner, page_lines, provider, provider_key = fields
         lines = await self.input_lines(batch_id, start, stop, int(page_lines or 1))
         state = ChunkState(
             status=BatchStatus(status.decode()) if status else None,
             expires_at=int(expires_at) if expires_at else None,
             owner=owner.decode() if owner else "",
+            provider=provider.decode() if provider else None,
+            provider_key=bool(provider_key),
+            sealed_provider_key=sealed_key,
         )
         for index, line, result in zip(indices, lines, done, strict=False):
             if result is None:
@@ -101,6 +117,7 @@ class ResultStore:
                 result.input_tokens,
                 result.output_tokens,
                 result.priced_model,
+                result.cached_tokens,
             ]
         reply = await self._record(
             keys=[
@@ -115,6 +132,7 @@ class ResultStore:
                 keys.owner_webhooks(owner),
                 keys.webhook_outbox(),
                 keys.batch_status_counts(),
+                keys.batch_provider_key(batch_id),
             ],
             args=args,
         )
@@ -164,12 +182,23 @@ class ResultStore:
 
     async def tokens_by_model(self, batch_id: str) -> dict[str, tuple[int, int]]:
         """Input and output tokens per priced model, for the batch's cost."""
+        usage, _ = await self.usage_by_model(batch_id)
+        return usage
+
+    async def usage_by_model(
+        self, batch_id: str
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+        """Input and output tokens per priced model, and the cached input tokens of each."""
         with redis_unavailable_as_router_error():
             raw = cast(
                 dict[bytes, bytes], await self.redis.hgetall(keys.batch_model_usage(batch_id))
             )
         usage: dict[str, list[int]] = {}
+        cached: dict[str, int] = {}
         for field_name, value in raw.items():
             direction, _, model = field_name.decode().partition("\t")
+            if direction == "cached":
+                cached[model] = cached.get(model, 0) + int(value)
+                continue
             usage.setdefault(model, [0, 0])[0 if direction == "in" else 1] += int(value)
-        return {model: (tokens[0], tokens[1]) for model, tokens in usage.items()}
+        return {model: (tokens[0], tokens[1]) for model, tokens in usage.items()}, cached

@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import dramatiq
@@ -25,15 +25,16 @@ from dramatiq.middleware import Middleware
 from service.execution import LineContext, error_line, run_line, task_limits
 from service.llm.call_gate import GateClosed, set_call_gate
 from service.llm.factory import CapacityShare, build_backend, priced_model
-from service.llm.routing import UpstreamRouter
+from service.llm.routing import ProviderChoice, UpstreamRouter
 from service.llm.shared_capacity import Priority
 from service.redis_server import connect_async
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
-from service.store.lifecycle import EXPIRED, BatchStatus, StopReason, stop_reason
-from service.store.records import LineResult
+from service.store.lifecycle import EXPIRED, BatchStatus, LineOutcome, StopReason, stop_reason
+from service.store.records import ChunkState, LineResult
 from service.store.results import ResultStore
+from service.store.sealing import KeySeal, SealBroken
 from service.worker.line_metrics import FinishedLines
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.worker.result_recorder import ResultRecorder
@@ -52,6 +53,14 @@ LINES_PER_CALL_SLOT = 2
 STOP_GRACE_SECONDS = 2.0
 # A chunk a stopping worker gave back is offered again after this long.
 RESUME_DELAY_MS = 200
+# A batch whose caller's provider key is no longer held cannot run its lines with it;
+# they are not sent with the configured key instead.
+KEY_UNAVAILABLE: StopReason = (
+    "provider_key_unavailable",
+    "The provider key given with this batch is no longer held (it is kept only while the "
+    "batch runs); submit the lines again with the key.",
+    LineOutcome.FAILED,
+)
 
 
 @dataclass(slots=True)
@@ -77,6 +86,8 @@ class ChunkRunner:
         # Chunks running now, and whether the worker is stopping (then no chunk starts).
         self._chunks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        secret = settings.secret_key
+        self._seal = KeySeal(secret.get_secret_value()) if secret is not None else None
 
     def _recorder(self, results: ResultStore) -> ResultRecorder:
         if self._result_recorder is None:
@@ -150,12 +161,32 @@ class ChunkRunner:
         if self._result_recorder is not None and not await self._result_recorder.drain(grace / 2):
             log.warning("worker stopping before every finished line was recorded; they run again")
 
+    def _batch_context(self, context: LineContext, state: ChunkState) -> LineContext | None:
+        """The context of a batch's lines under its provider choice; None: its key is gone.
+
+        The key is opened per chunk and held only while the chunk runs; the views that
+        carry it share the upstream's pool, so nothing is left to close.
+        """
+        if state.provider is None and not state.provider_key:
+            return context
+        api_key = None
+        if state.provider_key:
+            if state.sealed_provider_key is None or self._seal is None:
+                return None
+            try:
+                api_key = self._seal.open(state.sealed_provider_key)
+            except SealBroken:
+                log.warning("a batch's provider key cannot be decrypted; its lines fail")
+                return None
+        return replace(context, choice=ProviderChoice(state.provider, api_key))
+
     async def _run_chunk(self, batch_id: str, start: int, stop: int) -> None:
-        results, context, semaphore = self._resources()
+        results, shared_context, semaphore = self._resources()
         recorder = self._recorder(results)
         state = await results.load_chunk(batch_id, start, stop)
         if state.status is None or not state.pending:
             return
+        batch_context = self._batch_context(shared_context, state)
 
         def stopped(index: int, line: dict[str, Any], reason: StopReason) -> LineResult:
             code, message, outcome = reason
@@ -171,15 +202,18 @@ class ChunkRunner:
         async def run_and_record(index: int, line: dict[str, Any]) -> None:
             async with semaphore:
                 reason = await self._stop_reason(results, batch_id)
+                if reason is None and batch_context is None:
+                    reason = KEY_UNAVAILABLE
                 if reason is not None:
                     result = stopped(index, line, reason)
                 else:
+                    assert batch_context is not None
                     remaining = None if state.expires_at is None else state.expires_at - time.time()
                     set_call_gate(gate)
                     try:
                         # In this task (no task per line, as wait_for would make).
                         async with asyncio.timeout(remaining):
-                            result = await run_line(batch_id, index, line, context)
+                            result = await run_line(batch_id, index, line, batch_context)
                     except TimeoutError:
                         result = stopped(index, line, EXPIRED)
                     except GateClosed as closed:

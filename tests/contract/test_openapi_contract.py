@@ -40,6 +40,8 @@ OPERATIONS = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/completions"),
+    ("POST", "/v1/responses"),
+    ("POST", "/v1/moderations"),
     ("POST", "/v1/batches/from_prompt"),
     ("POST", "/v1/prompts"),
     ("GET", "/v1/prompts"),
