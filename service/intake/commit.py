@@ -77,6 +77,7 @@ class Submitter:
             completion_window=options.completion_window,
             metadata=options.metadata,
             input_file_id=options.input_file_id,
+            retry_of=options.retry_of,
         )
 
     async def commit(

@@ -44,6 +44,8 @@ class BatchOptions:
     completion_window: str = "24h"
     metadata: dict[str, str] | None = None
     input_file_id: str | None = None
+    # Set by a retry (never by a client): the batch whose failed lines are run again.
+    retry_of: str | None = None
 
 
 def validate_metadata(metadata: Any) -> dict[str, str] | None:

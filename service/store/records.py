@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,15 @@ TIMESTAMP_FIELDS = (
     "cancelling_at",
     "cancelled_at",
 )
-COUNTER_FIELDS = ("total", "completed", "failed", "input_tokens", "output_tokens")
+COUNTER_FIELDS = (
+    "total",
+    "completed",
+    "failed",
+    "cancelled",
+    "expired",
+    "input_tokens",
+    "output_tokens",
+)
 OPTIONAL_TEXT_FIELDS = ("input_file_id", "output_file_id", "error_file_id")
 
 
@@ -38,9 +47,18 @@ class BatchRecord:
     counters: dict[str, int]
     files: dict[str, str | None] = field(default_factory=dict)
     errors: list[dict[str, Any]] | None = None
+    # The batch whose failed lines this one retries, and the batches that retried this one.
+    retry_of: str | None = None
+    retried_by: list[str] = field(default_factory=list)
+
+    @property
+    def finished_lines(self) -> int:
+        """Lines that have a result: succeeded, failed, cancelled or expired."""
+        c = self.counters
+        return c["completed"] + c["failed"] + c["cancelled"] + c["expired"]
 
     @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> BatchRecord:
+    def from_hash(cls, raw: dict[bytes, bytes], retried_by: Sequence[bytes] = ()) -> BatchRecord:
         text = {key.decode(): value.decode() for key, value in raw.items()}
         metadata_raw = text.get("metadata", "null")
         return cls(
@@ -56,6 +74,8 @@ class BatchRecord:
             counters={name: int(text.get(name, "0")) for name in COUNTER_FIELDS},
             files={name: text.get(name) or None for name in OPTIONAL_TEXT_FIELDS},
             errors=orjson.loads(text["errors"]) if text.get("errors") else None,
+            retry_of=text.get("retry_of") or None,
+            retried_by=[item.decode() for item in retried_by],
         )
 
 
@@ -74,6 +94,8 @@ class NewBatch:
     input_file_id: str | None = None
     # Lines per stored page of the batch's input.
     page_lines: int = 1
+    # Set only by a retry: the batch whose failed lines this one runs again.
+    retry_of: str | None = None
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -89,12 +111,16 @@ class NewBatch:
             "total": self.total,
             "completed": 0,
             "failed": 0,
+            "cancelled": 0,
+            "expired": 0,
             "input_tokens": 0,
             "output_tokens": 0,
             "page_lines": self.page_lines,
         }
         if self.input_file_id:
             fields["input_file_id"] = self.input_file_id
+        if self.retry_of:
+            fields["retry_of"] = self.retry_of
         return fields
 
     def as_failed_hash(self, errors: list[dict[str, Any]]) -> dict[str, str | int]:
