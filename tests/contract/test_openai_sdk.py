@@ -280,6 +280,10 @@ def test_expired_batch_keeps_finished_lines(sdk: OpenAI) -> None:
     ]
     (expired,) = jsonl_of(sdk, batch.error_file_id)
     assert expired["custom_id"] == "slow-1" and expired["error"]["code"] == "batch_expired"
+    assert batch.request_counts is not None
+    counts = batch.request_counts
+    assert (counts.completed, counts.failed) == (2, 0)
+    assert (counts.model_extra or {}) == {"cancelled": 0, "expired": 1}
 
 
 def test_other_key_cannot_see_batches_or_files(sdk: OpenAI, llm_service: RunningService) -> None:
