@@ -32,6 +32,13 @@ def upstream() -> Iterator[StandinUpstream]:
         yield standin
 
 
+def _summaries(path: Path, texts: dict[str, str]) -> Path:
+    """A JSONL file of one summarize line per custom_id and text."""
+    rows = [line(key, {"model": "summarize", "text": text}) for key, text in texts.items()]
+    path.write_bytes(to_jsonl(rows))
+    return path
+
+
 def _serve(data_dir: Path, upstream: StandinUpstream) -> Serve:
     return start_serve(
         data_dir, llm_base_url=upstream.base_url, llm_model="standin", llm_max_attempts="1"
@@ -42,12 +49,8 @@ def _serve(data_dir: Path, upstream: StandinUpstream) -> Serve:
 def test_submit_wait_follows_the_event_stream_instead_of_polling(
     upstream: StandinUpstream, tmp_path: Path
 ) -> None:
-    source = tmp_path / "slow.jsonl"
-    rows = [
-        line(f"w-{n}", {"model": "summarize", "text": f"Line {n} [[slow:0.4]] waits here."})
-        for n in range(4)
-    ]
-    source.write_bytes(to_jsonl(rows))
+    texts = {f"w-{n}": f"Line {n} [[slow:0.4]] waits here." for n in range(4)}
+    source = _summaries(tmp_path / "slow.jsonl", texts)
     serve = _serve(tmp_path / "data", upstream)
     try:
         done = _cli(serve, "submit", str(source), "--wait", "--output", str(tmp_path / "o.jsonl"))
@@ -68,13 +71,12 @@ def test_submit_wait_follows_the_event_stream_instead_of_polling(
 def test_output_merged_writes_each_line_once_with_the_newest_result(
     upstream: StandinUpstream, tmp_path: Path
 ) -> None:
-    source = tmp_path / "flaky.jsonl"
-    rows = [
-        line("f-1", {"model": "summarize", "text": "The shop opened in May."}),
-        line("f-2", {"model": "summarize", "text": "Refused once [[fail:400:1]] merged-cli."}),
-        line("f-3", {"model": "summarize", "text": "Refused [[fail:400]] always merged-cli."}),
-    ]
-    source.write_bytes(to_jsonl(rows))
+    texts = {
+        "f-1": "The shop opened in May.",
+        "f-2": "Refused once [[fail:400:1]] merged-cli.",
+        "f-3": "Refused [[fail:400]] always merged-cli.",
+    }
+    source = _summaries(tmp_path / "flaky.jsonl", texts)
     serve = _serve(tmp_path / "data", upstream)
     try:
         submitted = _cli(serve, "submit", str(source), "--wait", "--output", "/dev/null")
