@@ -10,7 +10,16 @@ import anyio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import batches, chat, files, health, prompts, webhooks
+from service.api import (
+    batch_events,
+    batch_retry,
+    batches,
+    chat,
+    files,
+    health,
+    prompts,
+    webhooks,
+)
 from service.api.deps import AppState
 from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
@@ -195,6 +204,8 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
     app.add_middleware(RequestBodyGuard, json_limit=settings.max_line_bytes)
     app.include_router(health.router)
     app.include_router(batches.router)
+    app.include_router(batch_retry.router)
+    app.include_router(batch_events.router)
     app.include_router(files.router)
     app.include_router(chat.router)
     app.include_router(prompts.router)

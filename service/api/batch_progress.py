@@ -12,7 +12,7 @@ from service.store.records import BatchRecord
 class BatchProgress(BaseModel):
     """Set while a batch runs and at least one line has finished; null otherwise.
 
-    ``lines_per_second`` is the lines finished (succeeded or failed) over the seconds
+    ``lines_per_second`` is the lines finished (however they ended) over the seconds
     since the batch went ``in_progress``; ``eta_at`` (Unix seconds) is now plus the
     lines left at that rate.
     """
@@ -26,7 +26,7 @@ def batch_progress(record: BatchRecord, now: float | None = None) -> BatchProgre
     if record.status.value != "in_progress" or started is None:
         return None
     counters = record.counters
-    finished = counters["completed"] + counters["failed"]
+    finished = record.finished_lines
     if finished <= 0:
         return None
     moment = time.time() if now is None else now

@@ -18,6 +18,7 @@ from service.errors import Conflict
 from service.intake.idempotency import check_key
 from service.intake.submit import Prepared, submit
 from service.llm.pricing import summarize_cost
+from service.store.merged_output import iter_merged_output, retry_chain
 from service.store.records import BatchRecord
 
 # What a JSONL body is: OpenAPI has no schema for "lines of JSON", so the line's shape is
@@ -156,26 +157,59 @@ async def cancel_batch(batch_id: str, state: StateDep, principal: PrincipalDep) 
     return await batch_view(state, record)
 
 
+MAX_MERGED = 20
+
+
 @router.get(
     "/{batch_id}/output",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/jsonl": {}}}},
 )
 async def batch_output(
-    batch_id: str, state: StateDep, principal: PrincipalDep
+    batch_id: str,
+    state: StateDep,
+    principal: PrincipalDep,
+    partial: Annotated[
+        bool, Query(description="While it runs: the lines finished so far, in input order")
+    ] = False,
+    merged_with: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_MERGED,
+            description="Retries of this batch (repeatable): each line's newest result",
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    """Every result line, in input order, streamed as JSONL once the batch has finished."""
+    """Every result line, in input order, streamed as JSONL once the batch has finished.
+
+    ``partial=true`` streams what has finished so far while the batch runs, with
+    ``x-textbatch-incomplete: true`` and ``x-textbatch-lines`` (lines finished when
+    the answer began; a line finishing meanwhile may follow too). ``merged_with``
+    names retries (``POST /v1/batches/{id}/retry``, and retries of those): each line
+    is then the newest result any of them has for its custom_id.
+    """
     record = await state.store.get_batch(known_batch_id(batch_id), principal.owner)
-    if not record.status.is_final:
+    running = not record.status.is_final
+    if running and not partial:
         raise Conflict(
             f"Batch '{batch_id}' is {record.status.value}; "
-            "its output is ready when it has finished.",
+            "its output is ready when it has finished (or ask for partial=true).",
             code="batch_not_finished",
         )
     total = record.counters["total"]
+    headers = {
+        "x-textbatch-incomplete": "true" if running else "false",
+        "x-textbatch-lines": str(record.finished_lines),
+    }
+    if merged_with:
+        retry_ids = [known_batch_id(retry_id) for retry_id in merged_with]
+        chain = await retry_chain(state.store, principal.owner, record, retry_ids)
+        retries = [(retry.id, retry.counters["total"]) for retry in chain]
+        merged = iter_merged_output(state.results, batch_id, total, retries)
+        return StreamingResponse(merged, media_type="application/jsonl", headers=headers)
 
     async def lines() -> AsyncIterator[bytes]:
         async for page in state.results.iter_output(batch_id, total):
             yield page
 
-    return StreamingResponse(lines(), media_type="application/jsonl")
+    return StreamingResponse(lines(), media_type="application/jsonl", headers=headers)

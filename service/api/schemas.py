@@ -12,9 +12,17 @@ from service.store.records import BatchRecord
 
 
 class RequestCounts(BaseModel):
+    """Lines by how they ended; once a batch has ended the four add up to ``total``.
+
+    ``failed`` is lines that ran and failed; lines never run because the batch was
+    cancelled or its window ended are ``cancelled`` and ``expired``.
+    """
+
     total: int
     completed: int
     failed: int
+    cancelled: int = 0
+    expired: int = 0
 
 
 class BatchUsage(BaseModel):
@@ -76,6 +84,8 @@ class BatchPublic(BaseModel):
     progress: BatchProgress | None = None
     usage: BatchUsage
     metadata: dict[str, str] | None
+    # Batches made by ``POST /v1/batches/{id}/retry`` from this one, oldest first.
+    retried_by: list[str] = []
 
     @classmethod
     def from_record(cls, record: BatchRecord, cost: CostSummary) -> BatchPublic:
@@ -103,7 +113,11 @@ class BatchPublic(BaseModel):
             cancelling_at=stamps["cancelling_at"],
             cancelled_at=stamps["cancelled_at"],
             request_counts=RequestCounts(
-                total=counters["total"], completed=counters["completed"], failed=counters["failed"]
+                total=counters["total"],
+                completed=counters["completed"],
+                failed=counters["failed"],
+                cancelled=counters["cancelled"],
+                expired=counters["expired"],
             ),
             progress=batch_progress(record),
             usage=BatchUsage(
@@ -117,6 +131,7 @@ class BatchPublic(BaseModel):
                 unpriced_models=cost.unpriced_models,
             ),
             metadata=record.metadata,
+            retried_by=record.retried_by,
         )
 
 

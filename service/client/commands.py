@@ -54,7 +54,10 @@ def _submit(
 
 def _write(service: Service, path: str, target: Path | None) -> None:
     """Stream a JSONL download to ``target``, or to stdout, byte for byte."""
-    content = service.call("GET", path).content
+    _save(service.call("GET", path).content, target)
+
+
+def _save(content: bytes, target: Path | None) -> None:
     if target is None:
         _stdout.buffer.write(content)
         _stdout.flush()
@@ -107,9 +110,12 @@ def submit(
         console.print(f"Submitted {batch['id']} ({batch['request_counts']['total']} lines)")
         batch = wait_for_batch(service, batch, console)
         counts = batch["request_counts"]
+        stopped = "".join(
+            f", {counts[name]} {name}" for name in ("cancelled", "expired") if counts.get(name)
+        )
         console.print(
             f"{batch['id']} {batch['status']}: {counts['completed']} succeeded, "
-            f"{counts['failed']} failed of {counts['total']}"
+            f"{counts['failed']} failed{stopped} of {counts['total']}"
         )
         if batch["status"] == "failed":
             for fault in (batch.get("errors") or {}).get("data", []):
@@ -153,12 +159,40 @@ def batches_cancel(batch_id: str) -> None:
     click.echo(f"{batch['id']} {batch['status']}")
 
 
-@batches.command("output", help="a finished batch's result lines (JSONL)")
+def _retries(service: Service, batch_id: str) -> list[str]:
+    """Every retry of the batch, and retries of those, as its ``retried_by`` lists name them."""
+    found: list[str] = []
+    waiting = list(service.json("GET", f"/v1/batches/{batch_id}").get("retried_by") or [])
+    while waiting:
+        retry_id = waiting.pop(0)
+        if retry_id not in found:
+            found.append(retry_id)
+            waiting += service.json("GET", f"/v1/batches/{retry_id}").get("retried_by") or []
+    return found
+
+
+@click.command("output", help="[client] a finished batch's result lines (JSONL)")
 @click.argument("batch_id")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="default stdout")
-def batches_output(batch_id: str, output: Path | None) -> None:
+@click.option("--merged", is_flag=True, help="with its retries: each line's newest result")
+def output(batch_id: str, output: Path | None, merged: bool) -> None:
     with Service() as service:
-        _write(service, f"/v1/batches/{batch_id}/output", output)
+        params = {"merged_with": _retries(service, batch_id)} if merged else None
+        content = service.call("GET", f"/v1/batches/{batch_id}/output", params=params).content
+    _save(content, output)
+
+
+batches.add_command(output)
+
+
+@batches.command("retry", help="run a finished batch's failed lines again; print the new id")
+@click.argument("batch_id")
+@click.option("--code", "codes", multiple=True, help="only lines failed with this error code")
+def batches_retry(batch_id: str, codes: tuple[str, ...]) -> None:
+    with Service() as service:
+        payload = {"codes": list(codes)} if codes else None
+        retry = service.json("POST", f"/v1/batches/{batch_id}/retry", json=payload)
+    click.echo(retry["id"])
 
 
 @click.group("files", help="[client] upload, list, show, download and delete files")
@@ -255,5 +289,5 @@ def key() -> None:
 
 
 def add_client_commands(group: click.Group) -> None:
-    for command in (submit, batches, files, prompts, key):
+    for command in (submit, output, batches, files, prompts, key):
         group.add_command(command)

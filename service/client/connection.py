@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+import orjson
+from httpx_sse import SSEError, connect_sse
 
 from service.auth import GENERATED_KEY_FILE
 from service.settings import default_data_dir
@@ -85,6 +88,22 @@ class Service:
 
     def json(self, method: str, path: str, **options: Any) -> Any:
         return self.call(method, path, **options).json()
+
+    def events(self, path: str) -> Iterator[tuple[str, Any]]:
+        """Server-Sent Events from ``path`` as (event, decoded data), until the stream ends.
+
+        Ends early, having yielded what came, when the service has no such stream
+        (an older one) or the connection breaks: the caller then falls back to polling.
+        """
+        try:
+            with connect_sse(self._client, "GET", path) as source:
+                if source.response.status_code != 200:
+                    return
+                for event in source.iter_sse():
+                    if event.data:
+                        yield event.event, orjson.loads(event.data)
+        except (httpx.TransportError, SSEError, orjson.JSONDecodeError):
+            return
 
 
 def _refusal(response: httpx.Response) -> str:

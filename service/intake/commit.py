@@ -92,6 +92,7 @@ class Submitter:
             input_file_id=options.input_file_id,
             provider=options.provider,
             provider_key=options.provider_key is not None,
+            retry_of=options.retry_of,
         )
 
     async def commit(

@@ -48,6 +48,8 @@ class BatchOptions:
     # before it is stored; never in a repr).
     provider: str | None = None
     provider_key: str | None = field(default=None, repr=False)
+    # Set by a retry (never by a client): the batch whose failed lines are run again.
+    retry_of: str | None = None
 
 
 def validate_metadata(metadata: Any) -> dict[str, str] | None:

@@ -93,6 +93,8 @@ class BatchStore:
                         sealed_key,
                         exat=batch.expires_at + PROVIDER_KEY_GRACE_SECONDS,
                     )
+                if batch.retry_of:
+                    pipe.rpush(keys.batch_retries(batch.retry_of), batch.id)
                 await pipe.execute()
         try:
             await self.durability.settle()
@@ -120,6 +122,8 @@ class BatchStore:
                 pipe.zrem(keys.undispatched(), batch.id)
                 pipe.zrem(keys.active_batches(), batch.id)
                 pipe.hincrby(keys.batch_status_counts(), status.value, -1)
+                if batch.retry_of:
+                    pipe.lrem(keys.batch_retries(batch.retry_of), 0, batch.id)
                 await pipe.execute()
 
         await self.durability.take_back(undo, f"batch {batch.id}")
@@ -181,10 +185,13 @@ class BatchStore:
     async def get_batch(self, batch_id: str, owner: str) -> BatchRecord:
         """The batch, if it exists and belongs to ``owner``; otherwise NotFound."""
         with redis_unavailable_as_router_error():
-            raw = cast(dict[bytes, bytes], await self.redis.hgetall(keys.batch(batch_id)))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(keys.batch(batch_id))
+                pipe.lrange(keys.batch_retries(batch_id), 0, -1)
+                raw, retried_by = await pipe.execute()
         if not raw:
             raise _not_found(batch_id)
-        record = BatchRecord.from_hash(raw)
+        record = BatchRecord.from_hash(raw, retried_by)
         if record.owner != owner:
             raise _not_found(batch_id)
         return record
@@ -205,9 +212,16 @@ class BatchStore:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for batch_id in ids[:limit]:
                     pipe.hgetall(keys.batch(batch_id.decode()))
-                hashes = await pipe.execute()
-        records = [BatchRecord.from_hash(raw) for raw in hashes if raw]
+                    pipe.lrange(keys.batch_retries(batch_id.decode()), 0, -1)
+                replies = await pipe.execute()
+        pairs = zip(replies[0::2], replies[1::2], strict=True)
+        records = [BatchRecord.from_hash(raw, retried_by) for raw, retried_by in pairs if raw]
         return records, len(ids) > limit
+
+    async def creation_order(self, owner: str, batch_ids: Sequence[str]) -> list[float | None]:
+        """Each batch's place in the owner's creation order (None for one not theirs)."""
+        with redis_unavailable_as_router_error():
+            return await self.redis.zmscore(keys.owner_batches(owner), list(batch_ids))
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -20,6 +20,11 @@ def batch_results(batch_id: str) -> str:
     return f"{PREFIX}:batch:{batch_id}:results"
 
 
+def batch_retries(batch_id: str) -> str:
+    """List: ids of the batches made by retrying this batch's failed lines, oldest first."""
+    return f"{PREFIX}:batch:{batch_id}:retries"
+
+
 def staging_lines(upload_id: str) -> str:
     """List: pages of a submission's lines while it is validated; expires if the API dies."""
     return f"{PREFIX}:staging:{upload_id}"

@@ -10,10 +10,10 @@ for i = 4, #ARGV, 7 do
       redis.call('HINCRBY', batch, 'completed', 1)
       redis.call('HINCRBY', batch, 'output_bytes', #line + 1)
     else
-      redis.call('HINCRBY', batch, 'failed', 1)
+      -- failed, cancelled and expired lines are counted apart; all go to the error file.
+      redis.call('HINCRBY', batch, outcome, 1)
       redis.call('HINCRBY', batch, 'error_bytes', #line + 1)
       redis.call('SETBIT', failed_bits, tonumber(index), 1)
-      if outcome == 'expired' then redis.call('HINCRBY', batch, 'expired_lines', 1) end
     end
     local tokens_in, tokens_out, model = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), ARGV[i + 5]
     redis.call('HINCRBY', batch, 'input_tokens', tokens_in)
@@ -30,19 +30,21 @@ for i = 4, #ARGV, 7 do
   end
 end
 if added == 0 then return {0, ''} end
-local f = redis.call('HMGET', batch, 'completed', 'failed', 'total', 'status', 'expired_lines',
-                     'owner', 'id', 'output_bytes', 'error_bytes')
+local f = redis.call('HMGET', batch, 'completed', 'failed', 'total', 'status', 'expired',
+                     'owner', 'id', 'output_bytes', 'error_bytes', 'cancelled')
 -- Progress: the sweeper re-queues only batches that stop making any.
 redis.call('ZADD', KEYS[8], 'XX', now, f[7])
 local completed, failed, total = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
-if completed + failed < total then return {added, ''} end
+local expired, cancelled = tonumber(f[5] or '0'), tonumber(f[10] or '0')
+local unsucceeded = failed + expired + cancelled
+if completed + unsucceeded < total then return {added, ''} end
 local status = f[4]
 if status == 'completed' or status == 'cancelled' or status == 'expired' then
   return {added, ''}
 end
 local final = 'completed'
 if status == 'cancelling' then final = 'cancelled'
-elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
+elseif expired > 0 then final = 'expired' end
 redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now)
 redis.call('HINCRBY', KEYS[11], status, -1)
 redis.call('HINCRBY', KEYS[11], final, 1)
@@ -61,6 +63,6 @@ local function create_file(key, id, kind, size)
   redis.call('HSET', batch, kind .. '_file_id', id)
 end
 if completed > 0 then create_file(KEYS[5], ARGV[2], 'output', f[8] or '0') end
-if failed > 0 then create_file(KEYS[6], ARGV[3], 'error', f[9] or '0') end
+if unsucceeded > 0 then create_file(KEYS[6], ARGV[3], 'error', f[9] or '0') end
 -- The final status, only from the one call that set it: the service logs it once.
-return {added, final, completed, failed, total}
+return {added, final, completed, unsucceeded, total}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ COUNTER_FIELDS = (
     "total",
     "completed",
     "failed",
+    "cancelled",
+    "expired",
     "input_tokens",
     "output_tokens",
     "cached_tokens",
@@ -45,9 +48,18 @@ class BatchRecord:
     counters: dict[str, int]
     files: dict[str, str | None] = field(default_factory=dict)
     errors: list[dict[str, Any]] | None = None
+    # The batch whose failed lines this one retries, and the batches that retried this one.
+    retry_of: str | None = None
+    retried_by: list[str] = field(default_factory=list)
+
+    @property
+    def finished_lines(self) -> int:
+        """Lines that have a result: succeeded, failed, cancelled or expired."""
+        c = self.counters
+        return c["completed"] + c["failed"] + c["cancelled"] + c["expired"]
 
     @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> BatchRecord:
+    def from_hash(cls, raw: dict[bytes, bytes], retried_by: Sequence[bytes] = ()) -> BatchRecord:
         text = {key.decode(): value.decode() for key, value in raw.items()}
         metadata_raw = text.get("metadata", "null")
         return cls(
@@ -63,6 +75,8 @@ class BatchRecord:
             counters={name: int(text.get(name, "0")) for name in COUNTER_FIELDS},
             files={name: text.get(name) or None for name in OPTIONAL_TEXT_FIELDS},
             errors=orjson.loads(text["errors"]) if text.get("errors") else None,
+            retry_of=text.get("retry_of") or None,
+            retried_by=[item.decode() for item in retried_by],
         )
 
 
@@ -85,6 +99,8 @@ class NewBatch:
     # of its own (stored apart, sealed: ``keys.batch_provider_key``).
     provider: str | None = None
     provider_key: bool = False
+    # Set only by a retry: the batch whose failed lines this one runs again.
+    retry_of: str | None = None
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -100,6 +116,8 @@ class NewBatch:
             "total": self.total,
             "completed": 0,
             "failed": 0,
+            "cancelled": 0,
+            "expired": 0,
             "input_tokens": 0,
             "output_tokens": 0,
             "page_lines": self.page_lines,
@@ -110,6 +128,8 @@ class NewBatch:
             fields["requested_provider"] = self.provider
         if self.provider_key:
             fields["provider_key"] = 1
+        if self.retry_of:
+            fields["retry_of"] = self.retry_of
         return fields
 
     def as_failed_hash(self, errors: list[dict[str, Any]]) -> dict[str, str | int]:

@@ -44,6 +44,11 @@ def _is_failed(bitmap: bytes, index: int) -> bool:
     return byte < len(bitmap) and bool(bitmap[byte] & (0x80 >> (index & 7)))
 
 
+def _error_code(output_line: bytes) -> str | None:
+    error = orjson.loads(output_line).get("error")
+    return error.get("code") if isinstance(error, dict) else None
+
+
 class ResultStore:
     """Reads the lines a worker must run and records what they gave."""
 
@@ -171,6 +176,38 @@ class ResultStore:
                 page += value
                 page += b"\n"
             yield bytes(page)
+
+    async def unsucceeded_lines(
+        self, batch_id: str, total: int, codes: frozenset[str] | None = None
+    ) -> AsyncIterator[list[bytes]]:
+        """The input lines of every line that did not succeed, a slice of lines at a time.
+
+        The failed-lines bitmap says which; with ``codes``, only lines whose result's
+        ``error.code`` is one of them. Each slice reads a bounded range, so a
+        50,000-line batch is never held whole.
+        """
+        with redis_unavailable_as_router_error():
+            page_lines = int(await self.redis.hget(keys.batch(batch_id), "page_lines") or 1)
+            for start in range(0, total, OUTPUT_PAGE):
+                stop = min(start + OUTPUT_PAGE, total)
+                bitmap = cast(
+                    bytes,
+                    await self.redis.getrange(
+                        keys.batch_failed_lines(batch_id), start >> 3, (stop - 1) >> 3
+                    ),
+                )
+                chosen = [i for i in range(start, stop) if _is_failed(bitmap, i - start)]
+                if chosen and codes is not None:
+                    raw = await self.redis.hmget(keys.batch_results(batch_id), chosen)
+                    chosen = [
+                        index
+                        for index, value in zip(chosen, cast(list[bytes | None], raw), strict=True)
+                        if value is not None and _error_code(value) in codes
+                    ]
+                if not chosen:
+                    continue
+                lines = await self.input_lines(batch_id, chosen[0], chosen[-1] + 1, page_lines)
+                yield [lines[index - chosen[0]] for index in chosen]
 
     async def iter_result_file(self, batch_id: str, *, failed: bool) -> AsyncIterator[bytes]:
         """The batch's output file (succeeded lines) or error file (every other line)."""

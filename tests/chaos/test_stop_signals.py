@@ -228,7 +228,13 @@ def test_ctrl_c_mid_batch_stops_quickly_and_loses_nothing(tmp_path: Path) -> Non
         finally:
             second.end()
     assert batch["status"] == "completed"
-    assert batch["request_counts"] == {"total": 300, "completed": 300, "failed": 0}
+    assert batch["request_counts"] == {
+        "total": 300,
+        "completed": 300,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert sorted(item["custom_id"] for item in output_items) == [
         item["custom_id"] for item in lines
     ]

@@ -250,7 +250,9 @@ def test_cancel_mid_run_keeps_finished_lines_and_skips_the_rest(
 
     assert batch.status == "cancelled" and batch.cancelled_at is not None
     assert batch.request_counts is not None
-    assert batch.request_counts.completed + batch.request_counts.failed == 80
+    assert batch.request_counts.completed + batch.request_counts.failed == calls_at_cancel
+    # The SDK keeps fields it does not know: the lines a cancel stopped are counted apart.
+    assert (batch.request_counts.model_extra or {})["cancelled"] == 80 - calls_at_cancel
     assert len(upstream.calls_matching(marker)) == calls_at_cancel, "no line starts after cancel"
     errors = jsonl_of(sdk, batch.error_file_id)
     assert len(errors) == 80 - calls_at_cancel
@@ -278,6 +280,10 @@ def test_expired_batch_keeps_finished_lines(sdk: OpenAI) -> None:
     ]
     (expired,) = jsonl_of(sdk, batch.error_file_id)
     assert expired["custom_id"] == "slow-1" and expired["error"]["code"] == "batch_expired"
+    assert batch.request_counts is not None
+    counts = batch.request_counts
+    assert (counts.completed, counts.failed) == (2, 0)
+    assert (counts.model_extra or {}) == {"cancelled": 0, "expired": 1}
 
 
 def test_other_key_cannot_see_batches_or_files(sdk: OpenAI, llm_service: RunningService) -> None:

@@ -32,6 +32,8 @@ OPERATIONS = [
     ("GET", "/v1/batches/{batch_id}"),
     ("POST", "/v1/batches/{batch_id}/cancel"),
     ("GET", "/v1/batches/{batch_id}/output"),
+    ("POST", "/v1/batches/{batch_id}/retry"),
+    ("GET", "/v1/batches/{batch_id}/events"),
     ("POST", "/v1/files"),
     ("GET", "/v1/files"),
     ("GET", "/v1/files/{file_id}"),

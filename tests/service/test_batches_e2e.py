@@ -48,7 +48,13 @@ def test_extract_batch_returns_grounded_entities(llm_service: RunningService) ->
         batch, output = run_batch(client, [extract_line("news-1")])
 
     assert batch["status"] == "completed"
-    assert batch["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
+    assert batch["request_counts"] == {
+        "total": 1,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     (result,) = output
     assert result["custom_id"] == "news-1"
     assert result["error"] is None
@@ -87,7 +93,13 @@ def test_mixed_batch_keeps_order_and_custom_ids(llm_service: RunningService) -> 
         lines.append(maker(f"mixed-{n:02d}", f"Story {n}: {NEWS}"))
     with llm_service.client() as client:
         batch, output = run_batch(client, lines)
-    assert batch["request_counts"] == {"total": 30, "completed": 30, "failed": 0}
+    assert batch["request_counts"] == {
+        "total": 30,
+        "completed": 30,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert [item["custom_id"] for item in output] == [item["custom_id"] for item in lines]
     assert "summary" in content_of(output[1])
     assert "labels" in content_of(output[2])
@@ -105,7 +117,13 @@ def test_failed_line_does_not_fail_neighbours(
         batch, output = run_batch(client, lines)
 
     assert batch["status"] == "completed"
-    assert batch["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
+    assert batch["request_counts"] == {
+        "total": 3,
+        "completed": 2,
+        "failed": 1,
+        "cancelled": 0,
+        "expired": 0,
+    }
     ok_before, failed, ok_after = output
     assert ok_before["error"] is None and ok_after["error"] is None
     assert failed["custom_id"] == "always-500"
@@ -202,7 +220,13 @@ def test_status_counts_move_while_running(llm_service: RunningService) -> None:
     with llm_service.client() as client:
         batch = submit(client, lines).json()
         assert batch["status"] == "in_progress"
-        assert batch["request_counts"] == {"total": 4, "completed": 0, "failed": 0}
+        assert batch["request_counts"] == {
+            "total": 4,
+            "completed": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "expired": 0,
+        }
         assert isinstance(batch["created_at"], int) and batch["completed_at"] is None
         seen = set()
         while batch["status"] == "in_progress":

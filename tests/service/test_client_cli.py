@@ -80,7 +80,13 @@ def test_submit_wait_writes_the_output_byte_for_byte(offline: Serve, tmp_path: P
         served = client.get(f"/v1/batches/{batch['id']}/output").content
     assert batch["status"] == "completed"
     assert batch["metadata"] == {"run": "first-hour"}
-    assert batch["request_counts"] == {"total": 6, "completed": 6, "failed": 0}
+    assert batch["request_counts"] == {
+        "total": 6,
+        "completed": 6,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert out.read_bytes() == served
     ids = [orjson.loads(row)["custom_id"] for row in served.splitlines()]
     sample_ids = [

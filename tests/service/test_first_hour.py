@@ -89,6 +89,7 @@ def test_version_and_help_list_every_command() -> None:
         "serve": "server",
         "worker": "server",
         "submit": "client",
+        "output": "client",
         "batches": "client",
         "files": "client",
         "prompts": "client",

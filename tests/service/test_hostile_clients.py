@@ -513,14 +513,14 @@ def finished_batch(service: RunningService) -> str:
     return batch_id
 
 
-@pytest.mark.parametrize("suffix", [":results", ":lines", ":usage", ":failed", "x", ""])
-@pytest.mark.parametrize("route", ["", "/output", "/cancel"])
+@pytest.mark.parametrize("suffix", [":results", ":lines", ":usage", ":failed", ":retries", "x", ""])
+@pytest.mark.parametrize("route", ["", "/output", "/cancel", "/retry", "/events"])
 def test_batch_ids_with_a_suffix_are_404(
     service: RunningService, finished_batch: str, suffix: str, route: str
 ) -> None:
     # An id with a suffix, or an unknown id of the right shape (suffix ""), names no batch
     batch_id = finished_batch + suffix if suffix else "batch_" + "0" * 32
-    method = "POST" if route == "/cancel" else "GET"
+    method = "POST" if route in {"/cancel", "/retry"} else "GET"
     with service.client() as client:
         response = client.request(method, f"/v1/batches/{batch_id}{route}")
         # And the connection stays usable
@@ -528,6 +528,18 @@ def test_batch_ids_with_a_suffix_are_404(
     assert response.status_code == 404, response.text
     assert response.json()["error"]["code"] == "not_found"
     assert after.status_code == 200
+
+
+@pytest.mark.parametrize("suffix", [":results", ":retries", "x"])
+def test_merged_with_ids_with_a_suffix_are_404(
+    service: RunningService, finished_batch: str, suffix: str
+) -> None:
+    with service.client() as client:
+        response = client.get(
+            f"/v1/batches/{finished_batch}/output", params={"merged_with": finished_batch + suffix}
+        )
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize("route", ["", "/content"])

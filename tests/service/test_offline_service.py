@@ -28,7 +28,13 @@ def test_offline_engine_answers_every_sample_line(
         batch = wait_finished(client, response.json()["id"])
         output = output_lines(client, batch["id"])
 
-    assert batch["request_counts"] == {"total": len(inputs), "completed": len(inputs), "failed": 0}
+    assert batch["request_counts"] == {
+        "total": len(inputs),
+        "completed": len(inputs),
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     for source, item in zip(inputs, output, strict=True):
         assert item["custom_id"] == source["custom_id"]
         assert item["response"]["body"]["model"] == "offline"

@@ -52,7 +52,13 @@ def test_batches_across_page_edges_give_every_line_once(
     ]
     with offline_service.client() as client:
         batch, output = run_batch(client, lines)
-    assert batch["request_counts"] == {"total": count, "completed": count, "failed": 0}
+    assert batch["request_counts"] == {
+        "total": count,
+        "completed": count,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert [item["custom_id"] for item in output] == [f"p-{n}" for n in range(count)]
     for n, item in enumerate(output):
         summary = orjson.loads(item["response"]["body"]["choices"][0]["message"]["content"])

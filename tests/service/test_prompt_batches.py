@@ -68,7 +68,13 @@ def test_rendered_prompt_and_model_config_reach_the_upstream_beside_literal_line
     with llm_service.client() as client:
         batch, output = run_batch(client, lines)
 
-    assert batch["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
+    assert batch["request_counts"] == {
+        "total": 4,
+        "completed": 4,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert [item["custom_id"] for item in output] == [item["custom_id"] for item in lines]
     calls = {
         call.body["messages"][-1]["content"]: call.body for call in upstream.calls_matching(marker)

@@ -49,6 +49,12 @@ def test_a_refusal_fails_its_line_and_its_tokens_count(redis_url: str, tmp_path:
     assert "I can't help with that." in by_id["refused"]["error"]["message"]
     assert by_id["fine"]["error"] is None
     assert len(refused_calls) == 1, "a refusal is not asked again"
-    assert batch["request_counts"] == {"total": 2, "completed": 1, "failed": 1}
+    assert batch["request_counts"] == {
+        "total": 2,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert batch["usage"]["input_tokens"] == 19
     assert batch["usage"]["output_tokens"] == 8

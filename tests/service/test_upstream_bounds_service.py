@@ -69,7 +69,13 @@ def test_dripping_and_huge_answers_fail_their_lines_and_nothing_huge_is_stored(
         "huge-pass": "upstream_response_too_large",
         "fine": None,
     }
-    assert batch["request_counts"] == {"total": 5, "completed": 1, "failed": 4}
+    assert batch["request_counts"] == {
+        "total": 5,
+        "completed": 1,
+        "failed": 4,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert all(len(str(output)) < MAX_BYTES for output in outputs)
     assert realtime_drip.json()["error"]["code"] == "upstream_timeout"
     assert realtime_huge.json()["error"]["code"] == "upstream_response_too_large"
