@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import batches, chat, files, health, prompts
+from service.api.dashboard_page import install_dashboard
 from service.api.deps import AppState
 from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
@@ -185,6 +186,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         redoc_url=None,
     )
     install_docs(app)
+    install_dashboard(app)
     install_openapi(app, API_DESCRIPTION)
     install_error_handlers(app)
     app.add_middleware(RequestBodyGuard, json_limit=settings.max_line_bytes)
