@@ -34,6 +34,9 @@ def start_dashboard_service(
         llm_backoff_base="0.05",
         llm_backoff_max="0.2",
         llm_timeout="10",
+        # Few lines at once, so a batch of slow lines is still running when it is cancelled.
+        llm_concurrency="4",
+        chunk_size="4",
     )
     service.keys = keys
     return service
@@ -73,7 +76,7 @@ def watched_page(browser: Browser, service: RunningService) -> Iterator[Page]:
         yield page
     finally:
         context.close()
-    assert watch.problems == []
+    assert not watch.problems, "\n".join(watch.problems)
 
 
 def sign_in(page: Page, service: RunningService, key: str) -> None:

@@ -96,11 +96,17 @@ def test_a_faulty_variable_set_names_its_row_and_nothing_is_submitted(
     before = batch_ids(dashboard_service)
     sign_in(page, dashboard_service, dashboard_service.keys[0])
     csv = f"audience,text\nexperts,{TEXTS[0]}\n"
-    rows = [{"audience": "experts", "text": TEXTS[0]}, {"text": TEXTS[1]}, {"audience": "all", "text": True}]
+    rows = [
+        {"audience": "experts", "text": TEXTS[0]},
+        {"text": TEXTS[1]},
+        {"audience": "all", "text": True},
+    ]
 
     fill_from_prompt(page, slug, "summarize", json.dumps(rows))
     expect(page.locator("#preview-summary")).to_have_text("3 line(s) from JSON · 2 with faults")
-    expect(page.locator(".line[data-row='2'] .fault")).to_have_text("Row 2: missing variable 'audience'")
+    expect(page.locator(".line[data-row='2'] .fault")).to_have_text(
+        "Row 2: missing variable 'audience'"
+    )
     expect(page.locator(".line[data-row='3'] .fault")).to_have_text(
         "Row 3: variables.text is a boolean; a variable must be a string or a number"
     )

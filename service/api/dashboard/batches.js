@@ -204,9 +204,9 @@ export function batchView(main, id) {
       h("section", { class: "card" }, h("h2", {}, "Metadata"), batch.metadata && Object.keys(batch.metadata).length
         ? facts(Object.entries(batch.metadata)) : h("p", { class: "muted" }, "none")),
       h("section", { class: "card" }, h("h2", {}, "Files"), facts([
-        ["Input", batch.input_file_id ?? "inline submission"],
-        ["Output", batch.output_file_id ?? "—"],
-        ["Errors", batch.error_file_id ?? "—"]])),
+        ["Input", batch.input_file_id ? h("code", {}, batch.input_file_id) : "inline submission"],
+        ["Output", batch.output_file_id ? h("code", {}, batch.output_file_id) : "—"],
+        ["Errors", batch.error_file_id ? h("code", {}, batch.error_file_id) : "—"]])),
       batch.errors?.data?.length ? h("section", { class: "card span-2 batch-errors" }, h("h2", {}, "Input errors"),
         faultTable(batch.errors.data)) : null);
     if (FINAL.has(batch.status) && batch.status !== "failed" && !previewed) {

@@ -29,9 +29,9 @@ export function replace(element, ...children) {
 export function time(seconds) {
   if (!seconds) return "—";
   const date = new Date(seconds * 1000);
-  return date.toLocaleString(undefined, {
-    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
-  });
+  const sameYear = date.getFullYear() === new Date().getFullYear();
+  const day = date.toLocaleDateString(undefined, { month: "short", day: "numeric", year: sameYear ? undefined : "numeric" });
+  return `${day}, ${date.toLocaleTimeString(undefined, { hour12: false })}`;
 }
 
 export function ago(seconds) {

@@ -52,7 +52,7 @@ export function promptListView(main) {
   const body = h("tbody");
   const editor = messagesEditor([]);
   const settings = settingsField(null);
-  const slug = h("input", { id: "new-slug", placeholder: "lowercase-with-dashes", pattern: "[a-z0-9-]{1,64}" });
+  const slug = h("input", { id: "new-slug", placeholder: "lowercase-with-dashes", pattern: "[a-z0-9\\-]{1,64}" });
   const create = h("button", { class: "button primary", type: "submit" }, "Create prompt");
   const form = h("form", { class: "card form", id: "new-prompt", hidden: true },
     h("h2", {}, "New prompt"), h("label", {}, "Slug", slug), h("div", { class: "field" }, h("span", { class: "label" }, "Messages"), editor.element),

@@ -91,7 +91,8 @@ export function checkVariableSet(set, placeholders, model) {
     const usable = typeof value === "string" || (typeof value === "number" && Number.isFinite(value));
     if (!usable) faults.push(`variables.${name} is ${kind(value)}; a variable must be a string or a number`);
   }
-  if (TASKS.has(model) && !("text" in set)) {
+  // A placeholder named text is reported missing above already.
+  if (TASKS.has(model) && !("text" in set) && !placeholders.includes("text")) {
     faults.push(`the ${model} task reads its text from variables.text, which is missing`);
   }
   const used = new Set(placeholders);
