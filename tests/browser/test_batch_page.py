@@ -19,10 +19,21 @@ pytestmark = pytest.mark.browser
 INVOICE = "Ada Lovelace paid Charles Babbage in London on Friday."
 
 
-def upload(page: Page, path: Path) -> str:
-    """Submit ``path`` through the upload form; the id of the batch page it lands on."""
+DROP = """([name, text]) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([text], name, { type: "application/jsonl" }));
+    document.querySelector(".dropzone").dispatchEvent(
+        new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+}"""
+
+
+def upload(page: Page, path: Path, *, drop: bool = False) -> str:
+    """Submit ``path`` through the upload form (chosen or dropped); the batch page's id."""
     open_view(page, "#/new?upload")
-    page.set_input_files("#jsonl-file", str(path))
+    if drop:
+        page.evaluate(DROP, [path.name, path.read_text()])
+    else:
+        page.set_input_files("#jsonl-file", str(path))
     expect(page.locator(".dropzone")).to_contain_text(path.name)
     page.click("#upload-form button[type=submit]")
     page.wait_for_url("**/dashboard#/batches/batch_*")
@@ -94,7 +105,7 @@ def test_an_uploaded_file_shows_entities_in_their_text_and_label_chips(
     assert batch["input_file_id"] and batch["request_counts"]["completed"] == 2
 
 
-def test_an_uploaded_file_with_faulty_lines_fails_naming_each_line_and_field(
+def test_a_dropped_file_with_faulty_lines_fails_naming_each_line_and_field(
     page: Page, dashboard_service: RunningService, tmp_path: Path
 ) -> None:
     good = line("fine", {"model": "summarize", "text": "All is well."})
@@ -104,7 +115,7 @@ def test_an_uploaded_file_with_faulty_lines_fails_naming_each_line_and_field(
     )
     sign_in(page, dashboard_service, dashboard_service.keys[0])
 
-    batch_id = upload(page, source)
+    batch_id = upload(page, source, drop=True)
     expect(page.locator(".page-head .badge")).to_have_text("failed", timeout=30_000)
     with dashboard_service.client() as client:
         errors = client.get(f"/v1/batches/{batch_id}").json()["errors"]["data"]
@@ -143,6 +154,12 @@ def test_cancel_stops_a_running_batch_and_the_page_follows_it(
     )
     cancelled = [item for item in output_of(dashboard_service, batch_id) if item["error"]]
     assert {item["error"]["code"] for item in cancelled} == {"batch_cancelled"}
+    with page.expect_download() as errors:
+        page.get_by_role("button", name="Download errors").click()
+    with dashboard_service.client() as client:
+        error_file = client.get(f"/v1/files/{batch['error_file_id']}/content").content
+    assert Path(errors.value.path()).read_bytes() == error_file
+    assert len(error_file.splitlines()) == len(cancelled)
     first = page.locator(".result-line").first
     expect(first).to_be_visible()
     assert json.loads(first.locator("pre.raw").inner_text())["custom_id"] == "slow-0"

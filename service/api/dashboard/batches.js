@@ -89,7 +89,7 @@ export function batchListView(main) {
       render();
     } catch (error) {
       replace(status, errorBox(error));
-      return false;
+      return error.status !== 401;
     }
     return loaded.some((batch) => !FINAL.has(batch.status));
   });
@@ -217,8 +217,15 @@ export function batchView(main, id) {
     }
     return !FINAL.has(batch.status);
   };
-  return poller(() => refresh().catch((error) => {
+  let pollFailed = false;
+  return poller(() => refresh().then((again) => {
+    if (pollFailed) replace(errors);
+    pollFailed = false;
+    return again;
+  }, (error) => {
+    pollFailed = true;
     report(error);
-    return false;
+    // A missing batch or a refused key stays so; anything else may pass: keep watching.
+    return !(error.status === 404 || error.status === 401);
   }));
 }
