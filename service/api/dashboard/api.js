@@ -30,7 +30,10 @@ async function errorOf(response) {
   } catch {
     // Not JSON: a proxy or a crash answered; say what we know.
   }
-  return new ApiError(response.status, { code: `http_${response.status}`, message: response.statusText });
+  return new ApiError(response.status, {
+    code: `http_${response.status}`,
+    message: response.statusText,
+  });
 }
 
 /** Sends one request with the stored key; resolves to the Response, rejects with ApiError. */

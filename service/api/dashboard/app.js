@@ -1,7 +1,8 @@
 // The dashboard's shell: sign-in with an API key, navigation and the hash router.
 
 import { ApiError, api, forgetKey, rememberKey, storedKey } from "./api.js";
-import { batchListView, batchView } from "./batches.js";
+import { batchListView } from "./batch_list.js";
+import { batchView } from "./batch_page.js";
 import { errorBox, h, replace } from "./dom.js";
 import { fileListView } from "./files.js";
 import { newBatchView } from "./new_batch.js";
@@ -21,13 +22,28 @@ const ROUTES = [
 ];
 
 function signInView() {
-  const key = h("input", { type: "password", id: "api-key", autocomplete: "off", placeholder: "tb-…", required: true });
+  const key = h("input", {
+    type: "password",
+    id: "api-key",
+    autocomplete: "off",
+    placeholder: "tb-…",
+    required: true,
+  });
   const status = h("div");
   const button = h("button", { class: "button primary", type: "submit" }, "Sign in");
-  const form = h("form", { class: "card signin", id: "signin" },
+  const form = h(
+    "form",
+    { class: "card signin", id: "signin" },
     h("h1", {}, "Sign in"),
-    h("p", { class: "muted" }, "Paste an API key. It is kept in this tab only and sent as the x-api-key header."),
-    h("label", { class: "field" }, "API key", key), status, h("div", { class: "actions" }, button));
+    h(
+      "p",
+      { class: "muted" },
+      "Paste an API key. It is kept in this tab only and sent as the x-api-key header.",
+    ),
+    h("label", { class: "field" }, "API key", key),
+    status,
+    h("div", { class: "actions" }, button),
+  );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     button.disabled = true;
@@ -45,13 +61,27 @@ function signInView() {
 }
 
 function navigation(active) {
-  const link = (name, href, label) => h("a", { href, class: name === active ? "active" : "" }, label);
-  replace(nav, link("batches", "#/batches", "Batches"), link("new", "#/new", "New batch"),
-    link("prompts", "#/prompts", "Prompts"), link("files", "#/files", "Files"),
-    h("button", { class: "link signout", id: "sign-out", onclick: () => {
-      forgetKey();
-      route();
-    } }, "Sign out"));
+  const link = (name, href, label) =>
+    h("a", { href, class: name === active ? "active" : "" }, label);
+  replace(
+    nav,
+    link("batches", "#/batches", "Batches"),
+    link("new", "#/new", "New batch"),
+    link("prompts", "#/prompts", "Prompts"),
+    link("files", "#/files", "Files"),
+    h(
+      "button",
+      {
+        class: "link signout",
+        id: "sign-out",
+        onclick: () => {
+          forgetKey();
+          route();
+        },
+      },
+      "Sign out",
+    ),
+  );
 }
 
 function route() {

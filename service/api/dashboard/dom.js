@@ -30,7 +30,11 @@ export function time(seconds) {
   if (!seconds) return "—";
   const date = new Date(seconds * 1000);
   const sameYear = date.getFullYear() === new Date().getFullYear();
-  const day = date.toLocaleDateString(undefined, { month: "short", day: "numeric", year: sameYear ? undefined : "numeric" });
+  const day = date.toLocaleDateString(undefined, {
+    month: "short",
+    day: "numeric",
+    year: sameYear ? undefined : "numeric",
+  });
   return `${day}, ${date.toLocaleTimeString(undefined, { hour12: false })}`;
 }
 
@@ -82,14 +86,34 @@ export function faultTable(lines, more = 0) {
     h(
       "table",
       { class: "table compact faults" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Line"), h("th", {}, "custom_id"), h("th", {}, "Field"),
-        h("th", {}, "Code"), h("th", {}, "Message"))),
-      h("tbody", {}, lines.map((fault) => h("tr", {},
-        h("td", { class: "num" }, fault.line ?? "—"),
-        h("td", {}, fault.custom_id ?? "—"),
-        h("td", {}, fault.param ? h("code", {}, fault.param) : "—"),
-        h("td", {}, h("code", {}, fault.code)),
-        h("td", {}, fault.message)))),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", {}, "Line"),
+          h("th", {}, "custom_id"),
+          h("th", {}, "Field"),
+          h("th", {}, "Code"),
+          h("th", {}, "Message"),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        lines.map((fault) =>
+          h(
+            "tr",
+            {},
+            h("td", { class: "num" }, fault.line ?? "—"),
+            h("td", {}, fault.custom_id ?? "—"),
+            h("td", {}, fault.param ? h("code", {}, fault.param) : "—"),
+            h("td", {}, h("code", {}, fault.code)),
+            h("td", {}, fault.message),
+          ),
+        ),
+      ),
     ),
     more ? h("p", { class: "muted" }, `and ${more} more`) : null,
   );
@@ -99,21 +123,4 @@ export const FINAL = new Set(["completed", "failed", "expired", "cancelled"]);
 
 export function statusBadge(status) {
   return h("span", { class: `badge status-${status}` }, status.replace("_", " "));
-}
-
-export function progressBar(batch) {
-  const { total, completed, failed } = batch.request_counts;
-  const share = (part) => (total ? (100 * part) / total : 0);
-  // Set through the CSSOM: the page's CSP refuses inline style attributes.
-  const done = h("div", { class: "bar done" });
-  done.style.width = `${share(completed)}%`;
-  const bad = h("div", { class: "bar failed" });
-  bad.style.width = `${share(failed)}%`;
-  return h(
-    "div",
-    { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": total,
-      "aria-valuenow": completed + failed },
-    done,
-    bad,
-  );
 }

@@ -18,7 +18,7 @@ function indexer(text, unit) {
   if (unit === "utf16") return (offset) => offset;
   const starts = [];
   let utf8 = 0;
-  for (let index = 0; index < text.length; ) {
+  for (let index = 0; index < text.length;) {
     const point = text.codePointAt(index);
     starts.push([unit === "utf8" ? utf8 : starts.length, index]);
     utf8 += point < 0x80 ? 1 : point < 0x800 ? 2 : point < 0x10000 ? 3 : 4;
@@ -43,8 +43,15 @@ export function highlighted(text, entities, unit = "codepoint") {
     if (span.start < cursor) continue;
     if (span.start > cursor) pieces.push(text.slice(cursor, span.start));
     pieces.push(
-      h("mark", { class: `entity ${typeClass(span.entity.type)}`, title: `${span.entity.type} (${span.entity.alignment})` },
-        text.slice(span.start, span.end), h("span", { class: "entity-type" }, span.entity.type)),
+      h(
+        "mark",
+        {
+          class: `entity ${typeClass(span.entity.type)}`,
+          title: `${span.entity.type} (${span.entity.alignment})`,
+        },
+        text.slice(span.start, span.end),
+        h("span", { class: "entity-type" }, span.entity.type),
+      ),
     );
     cursor = span.end;
   }
@@ -69,23 +76,53 @@ function extractView(result, input) {
     text !== null
       ? h("p", { class: "highlighted" }, highlighted(text, entities, body.offset_unit))
       : null,
-    h("div", { class: "chips" }, entities.length
-      ? entities.map((entity) => h("span", { class: `chip ${typeClass(entity.type)}` },
-          h("b", {}, entity.type), " ", entity.text, h("small", {}, ` ${entity.start}–${entity.end}`)))
-      : h("span", { class: "muted" }, "no entities found")),
-    result.ungrounded ? h("p", { class: "muted" }, `${result.ungrounded} mention(s) not found in the text`) : null,
+    h(
+      "div",
+      { class: "chips" },
+      entities.length
+        ? entities.map((entity) =>
+            h(
+              "span",
+              { class: `chip ${typeClass(entity.type)}` },
+              h("b", {}, entity.type),
+              " ",
+              entity.text,
+              h("small", {}, ` ${entity.start}–${entity.end}`),
+            ),
+          )
+        : h("span", { class: "muted" }, "no entities found"),
+    ),
+    result.ungrounded
+      ? h("p", { class: "muted" }, `${result.ungrounded} mention(s) not found in the text`)
+      : null,
   );
 }
 
 function classifyView(result) {
-  return h("div", { class: "result classify chips" }, result.labels.map((label) =>
-    h("span", { class: `chip label ${label.match ? "yes" : "no"}` }, label.match ? "✓ " : "✗ ", label.name)));
+  return h(
+    "div",
+    { class: "result classify chips" },
+    result.labels.map((label) =>
+      h(
+        "span",
+        { class: `chip label ${label.match ? "yes" : "no"}` },
+        label.match ? "✓ " : "✗ ",
+        label.name,
+      ),
+    ),
+  );
 }
 
 /** The readable view of one output line; `input` is its input line when the page has it. */
 export function resultView(line, input) {
   if (line.error) {
-    return h("div", { class: "result failed" }, h("code", {}, line.error.code), " ", line.error.message);
+    return h(
+      "div",
+      { class: "result failed" },
+      h("code", {}, line.error.code),
+      " ",
+      line.error.message,
+    );
   }
   if (line.response && line.response.status_code !== 200) {
     const message = line.response.body?.error?.message ?? JSON.stringify(line.response.body);

@@ -43,7 +43,8 @@ export function readVariableSets(text) {
   if (trimmed.startsWith("[") || trimmed.startsWith("{")) {
     try {
       const parsed = JSON.parse(trimmed);
-      if (!Array.isArray(parsed)) return { error: "The JSON must be an array of objects, one per variable set." };
+      if (!Array.isArray(parsed))
+        return { error: "The JSON must be an array of objects, one per variable set." };
       return { sets: parsed, format: "json" };
     } catch (error) {
       return { error: `Not valid JSON: ${error.message}` };
@@ -88,8 +89,10 @@ export function checkVariableSet(set, placeholders, model) {
     if (!(name in set)) faults.push(`missing variable '${name}'`);
   }
   for (const [name, value] of Object.entries(set)) {
-    const usable = typeof value === "string" || (typeof value === "number" && Number.isFinite(value));
-    if (!usable) faults.push(`variables.${name} is ${kind(value)}; a variable must be a string or a number`);
+    const usable =
+      typeof value === "string" || (typeof value === "number" && Number.isFinite(value));
+    if (!usable)
+      faults.push(`variables.${name} is ${kind(value)}; a variable must be a string or a number`);
   }
   // A placeholder named text is reported missing above already.
   if (TASKS.has(model) && !("text" in set) && !placeholders.includes("text")) {
