@@ -26,6 +26,8 @@ def dashboard_service(
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     # Debian's Chromium: Playwright's own browser download is never used.
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield launched
