@@ -43,7 +43,7 @@ export function rate(batch) {
   return h(
     "span",
     { class: "muted rate" },
-    `${batch.progress.lines_per_second} lines/s · ETA ${eta}`,
+    `${batch.progress.lines_per_second.toFixed(1)} lines/s · ETA ${eta}`,
   );
 }
 
