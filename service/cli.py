@@ -77,6 +77,7 @@ def _serve_http(settings: Settings, redis_url: str) -> None:
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     log.info("LLM backend: %s", describe_backend(settings))
     log.info("API docs at http://%s:%d/docs", shown_host, settings.port)
+    log.info("Dashboard at http://%s:%d/dashboard", shown_host, settings.port)
     server = build_server(app, settings)
     # uvicorn re-raises the Ctrl-C it handled; the shutdown was orderly, so end quietly.
     with contextlib.suppress(KeyboardInterrupt):

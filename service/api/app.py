@@ -20,6 +20,7 @@ from service.api import (
     prompts,
     webhooks,
 )
+from service.api.dashboard_page import install_dashboard
 from service.api.deps import AppState
 from service.api.docs_page import install_docs
 from service.api.errors import error_response, install_error_handlers
@@ -199,6 +200,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         redoc_url=None,
     )
     install_docs(app)
+    install_dashboard(app)
     install_openapi(app, API_DESCRIPTION)
     install_error_handlers(app)
     app.add_middleware(RequestBodyGuard, json_limit=settings.max_line_bytes)

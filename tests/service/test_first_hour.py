@@ -163,6 +163,7 @@ def test_a_first_session_and_a_restart(tmp_path: Path) -> None:
     # 7: start-up says the backend and where the docs are; a batch's end is logged once
     assert "LLM backend: offline engine (no TEXTBATCH_LLM_BASE_URL set)" in printed
     assert f"API docs at http://127.0.0.1:{first.port}/docs" in printed
+    assert f"Dashboard at http://127.0.0.1:{first.port}/dashboard" in printed
     assert printed.count(f"batch {done_id} completed: 1 succeeded, 0 failed of 1 lines") == 1
     # 9: the password is in no output
     assert password not in printed
