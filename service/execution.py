@@ -184,6 +184,33 @@ def _response_line(
     )
 
 
+def passthrough_line(
+    batch_id: str,
+    index: int,
+    line: dict[str, Any],
+    status_code: int,
+    answer: dict[str, Any],
+    context: LineContext,
+) -> LineResult:
+    """The output line of a pass-through line answered another way (an upstream batch)."""
+    usage = answer.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    request_id = answer.get("id")
+    response = Response(
+        status_code=status_code,
+        body=answer,
+        request_id=request_id if isinstance(request_id, str) else None,
+        passed_through=True,
+        input_tokens=_tokens(usage.get("prompt_tokens")),
+        output_tokens=_tokens(usage.get("completion_tokens")),
+    )
+    body = line.get("body")
+    custom_id = str(line.get("custom_id", ""))
+    return _response_line(
+        batch_id, index, custom_id, body if isinstance(body, dict) else {}, response, context
+    )
+
+
 def _tokens(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 

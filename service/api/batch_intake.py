@@ -22,7 +22,13 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.intake.idempotency import RequestDigest
-from service.intake.options import BatchOptions, check_endpoint, validate_metadata, window_seconds
+from service.intake.options import (
+    BatchOptions,
+    check_endpoint,
+    check_lane,
+    validate_metadata,
+    window_seconds,
+)
 from service.intake.reading import (
     ingest_jsonl,
     ingest_requests,
@@ -39,7 +45,9 @@ JSONL_TYPES = frozenset(
         "application/x-jsonlines",
     }
 )
-JSON_FIELDS = frozenset({"input_file_id", "requests", "endpoint", "completion_window", "metadata"})
+JSON_FIELDS = frozenset(
+    {"input_file_id", "requests", "endpoint", "completion_window", "metadata", "lane"}
+)
 
 
 def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
@@ -58,6 +66,7 @@ def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
         completion_window=window,
         metadata=validate_metadata(payload.get("metadata")),
         input_file_id=input_file_id,
+        lane=check_lane(payload.get("lane")),
     )
 
 
@@ -98,6 +107,7 @@ async def prepare_submission(
     endpoint: str | None,
     completion_window: str | None,
     *,
+    lane: str | None = None,
     keyed: bool = True,
 ) -> Prepared:
     """Read, validate and stage a submission; raise for input that makes no batch at all.
@@ -106,10 +116,13 @@ async def prepare_submission(
     large body is not free, and a request without a key skips it.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    digest = RequestDigest(content_type, endpoint or "", completion_window or "", enabled=keyed)
+    # The lane joins the digest only when given, so digests of requests without one stay.
+    parts = [content_type, endpoint or "", completion_window or "", *([lane] if lane else [])]
+    digest = RequestDigest(*parts, enabled=keyed)
     submitter = state.submitter
     if content_type in JSONL_TYPES:
-        options = _options({"endpoint": endpoint, "completion_window": completion_window}, state)
+        query = {"endpoint": endpoint, "completion_window": completion_window, "lane": lane}
+        options = _options(query, state)
         staged = await ingest_jsonl(
             digest.tee(request.stream()),
             state.store,

@@ -77,6 +77,8 @@ class Submitter:
             completion_window=options.completion_window,
             metadata=options.metadata,
             input_file_id=options.input_file_id,
+            lane=options.lane or self.settings.default_lane(),
+            lane_chosen=options.lane is not None,
         )
 
     async def commit(

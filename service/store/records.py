@@ -38,6 +38,9 @@ class BatchRecord:
     counters: dict[str, int]
     files: dict[str, str | None] = field(default_factory=dict)
     errors: list[dict[str, Any]] | None = None
+    # ``direct`` or ``native``; ``lane_chosen``: the client asked for it (else the default).
+    lane: str = "direct"
+    lane_chosen: bool = False
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> BatchRecord:
@@ -56,6 +59,8 @@ class BatchRecord:
             counters={name: int(text.get(name, "0")) for name in COUNTER_FIELDS},
             files={name: text.get(name) or None for name in OPTIONAL_TEXT_FIELDS},
             errors=orjson.loads(text["errors"]) if text.get("errors") else None,
+            lane=text.get("lane", "direct"),
+            lane_chosen=text.get("lane_chosen") == "1",
         )
 
 
@@ -74,6 +79,8 @@ class NewBatch:
     input_file_id: str | None = None
     # Lines per stored page of the batch's input.
     page_lines: int = 1
+    lane: str = "direct"
+    lane_chosen: bool = False
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -92,6 +99,8 @@ class NewBatch:
             "input_tokens": 0,
             "output_tokens": 0,
             "page_lines": self.page_lines,
+            "lane": self.lane,
+            "lane_chosen": int(self.lane_chosen),
         }
         if self.input_file_id:
             fields["input_file_id"] = self.input_file_id
@@ -134,3 +143,7 @@ class ChunkState:
     expires_at: int | None
     owner: str = ""
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    lane: str = "direct"
+    lane_chosen: bool = False
+    completion_window: str = "24h"
+    total: int = 0

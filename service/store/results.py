@@ -54,14 +54,33 @@ class ResultStore:
         """The batch's state and the lines of ``[start, stop)`` that have no result yet."""
         indices = list(range(start, stop))
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.batch(batch_id), ["status", "expires_at", "owner", "page_lines"])
+            pipe.hmget(
+                keys.batch(batch_id),
+                [
+                    "status",
+                    "expires_at",
+                    "owner",
+                    "page_lines",
+                    "lane",
+                    "lane_chosen",
+                    "completion_window",
+                    "total",
+                ],
+            )
             pipe.hmget(keys.batch_results(batch_id), indices)
-            (status, expires_at, owner, page_lines), done = await pipe.execute()
+            (
+                (status, expires_at, owner, page_lines, lane, chosen, window, total),
+                done,
+            ) = await pipe.execute()
         lines = await self.input_lines(batch_id, start, stop, int(page_lines or 1))
         state = ChunkState(
             status=BatchStatus(status.decode()) if status else None,
             expires_at=int(expires_at) if expires_at else None,
             owner=owner.decode() if owner else "",
+            lane=lane.decode() if lane else "direct",
+            lane_chosen=chosen == b"1",
+            completion_window=window.decode() if window else "24h",
+            total=int(total or 0),
         )
         for index, line, result in zip(indices, lines, done, strict=False):
             if result is None:

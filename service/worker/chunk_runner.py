@@ -32,8 +32,10 @@ from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
 from service.store.lifecycle import EXPIRED, BatchStatus, StopReason, stop_reason
+from service.store.native import NativeStore
 from service.store.records import LineResult
 from service.store.results import ResultStore
+from service.worker.native_runner import NativeRunner
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.worker.result_recorder import ResultRecorder
 from service.worker.sweeper import Sweeper
@@ -74,6 +76,14 @@ class ChunkRunner:
         # Chunks running now, and whether the worker is stopping (then no chunk starts).
         self._chunks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self._native: NativeRunner | None = None
+
+    def _native_runner(self, results: ResultStore, context: LineContext) -> NativeRunner:
+        if self._native is None:
+            durability = DiskDurability(results.redis, self.settings.durable_write_timeout_ms)
+            store = NativeStore(results.redis, durability)
+            self._native = NativeRunner(self.settings, store, context)
+        return self._native
 
     def _recorder(self, results: ResultStore) -> ResultRecorder:
         if self._result_recorder is None:
@@ -151,8 +161,27 @@ class ChunkRunner:
         results, context, semaphore = self._resources()
         recorder = self._recorder(results)
         state = await results.load_chunk(batch_id, start, stop)
-        if state.status is None or not state.pending:
+        if state.status is None:
             return
+        driving: asyncio.Future[None] | None = None
+        if state.lane == "native":
+            # The first chunk's message drives the batch's upstream batches; every chunk
+            # runs its own lines that go to no upstream batch.
+            native = self._native_runner(results, context)
+            if start == 0:
+                everything = await results.load_chunk(batch_id, 0, state.total)
+
+                async def record_one(result: LineResult) -> None:
+                    await recorder.record(batch_id, state.owner, result)
+
+                async def stop_check() -> StopReason | None:
+                    return await self._stop_reason(results, batch_id)
+
+                driving = asyncio.ensure_future(
+                    native.drive(batch_id, everything, record_one, stop_check)
+                )
+            for index in await native.render(state):
+                del state.pending[index]
 
         def stopped(index: int, line: dict[str, Any], reason: StopReason) -> LineResult:
             code, message, outcome = reason
@@ -183,13 +212,21 @@ class ChunkRunner:
                         result = stopped(index, line, cast(StopReason, closed.reason))
             await recorder.record(batch_id, state.owner, result)
 
-        await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
+        try:
+            await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
+            if driving is not None:
+                await driving
+        finally:
+            if driving is not None and not driving.done():
+                driving.cancel()
         self._looks.pop(batch_id, None)
 
     async def aclose(self) -> None:
         if self._context is not None:
             await self._context.backend.aclose()
             await self._context.upstreams.aclose()
+        if self._native is not None:
+            await self._native.aclose()
         if self._results is not None:
             await self._results.redis.aclose()
 

@@ -1,0 +1,288 @@
+"""Drives a native batch: its upstream batches made once, polled, and their results recorded.
+
+``drive`` runs in the message of a batch's first chunk (the other chunks run the
+batch's direct lines). Path: hold the batch → render and plan the groups (stored
+once) → for each group the stored upstream batch, else the one ``find`` sees by its
+tag, else a new one, stored before it is polled → poll with backoff → record each
+ended group's lines through the same recorder as direct lines. A killed worker's
+message comes back (Dramatiq's heartbeat) and resumes from what is stored. Our
+cancel or expiry cancels the upstream batches and keeps what they finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from service.errors import NativeBatchApiError
+from service.execution import LineContext, error_line, is_task_body, passthrough_line, run_line
+from service.llm.native.base import NativeBatchClient, NativeResult, NativeStatus
+from service.llm.native.factory import build_native_client
+from service.llm.openai_compat import OpenAICompatibleBackend
+from service.settings import Settings
+from service.store.lifecycle import (
+    UPSTREAM_BATCH_EXPIRED,
+    UPSTREAM_BATCH_FAILED,
+    StopReason,
+)
+from service.store.native import NativeGroup, NativeStore, UpstreamBatchEntry
+from service.store.records import ChunkState, LineResult
+from service.worker.native_calls import ReplayingBackend
+from service.worker.native_plan import (
+    RenderedLine,
+    fits_alone,
+    render_line,
+    split_groups,
+    upstream_limits,
+)
+
+log = logging.getLogger(__name__)
+
+FIRST_POLL_SECONDS = 0.5
+# The driver's hold on a batch outlives a pause between polls, and a dead driver's soon ends.
+DRIVER_TTL_MS = 60_000
+# Upstream windows shorter than this are refused by the hosted APIs; ours still bounds the
+# lines, as our expiry cancels the upstream batch.
+MIN_UPSTREAM_WINDOW_SECONDS = 24 * 3600
+
+Record = Callable[[LineResult], Awaitable[None]]
+StopCheck = Callable[[], Awaitable[StopReason | None]]
+
+
+def upstream_window(window: str) -> str:
+    """The window an upstream batch is given: ours, or 24 hours when ours is shorter."""
+    # Ours was checked at intake (digits and one of s, m, h).
+    seconds = int(window[:-1]) * {"s": 1, "m": 60, "h": 3600}[window[-1]]
+    return window if seconds >= MIN_UPSTREAM_WINDOW_SECONDS else "24h"
+
+
+class NativeRunner:
+    """One per worker process; builds one client per upstream it drives."""
+
+    def __init__(self, settings: Settings, store: NativeStore, context: LineContext) -> None:
+        self.settings = settings
+        self.store = store
+        self.context = context
+        self._clients: dict[str, NativeBatchClient] = {}
+
+    def client(self, provider: str) -> NativeBatchClient:
+        if provider not in self._clients:
+            upstream = self.settings.upstream_config(provider)
+            assert upstream is not None
+            self._clients[provider] = build_native_client(provider, upstream, self.settings)
+        return self._clients[provider]
+
+    async def render(self, state: ChunkState) -> dict[int, RenderedLine]:
+        """The pending lines that go in upstream batches, by index."""
+        rendered: dict[int, RenderedLine] = {}
+        for index, line in state.pending.items():
+            item = await render_line(
+                index,
+                line,
+                self.context,
+                self.settings,
+                lane=state.lane,
+                lane_chosen=state.lane_chosen,
+            )
+            if item is not None:
+                rendered[index] = item
+        limits = upstream_limits(self.settings, {item.provider for item in rendered.values()})
+        return {i: item for i, item in rendered.items() if fits_alone(item, limits)}
+
+    async def drive(
+        self, batch_id: str, state: ChunkState, record: Record, stopped: StopCheck
+    ) -> None:
+        """Run the upstream batches of the batch's pending lines (``state``: all of them).
+
+        Lines that render no request are not touched: their chunks run them directly.
+        """
+        token = secrets.token_hex(8)
+        if not await self.store.hold_driver(batch_id, token, DRIVER_TTL_MS):
+            return  # another worker drives it; if that one dies, its message comes back
+        try:
+            rendered = await self.render(state)
+            limits = upstream_limits(self.settings, {item.provider for item in rendered.values()})
+            plan = await self.store.plan(batch_id, split_groups(list(rendered.values()), limits))
+            window = upstream_window(state.completion_window)
+            entries = await self.store.entries(batch_id)
+            for group in plan:
+                if group.number in entries:
+                    continue
+                entry = await self._create(batch_id, group, rendered, window, stopped)
+                if entry is not None:
+                    entries[group.number] = entry
+                    continue
+                reason = await stopped()
+                if reason is not None:  # stopped before its upstream batch was made
+                    for i in group.indices:
+                        if i in state.pending:
+                            await record(_stopped(batch_id, i, state.pending[i], reason))
+            await self._poll(batch_id, token, state, plan, entries, record, stopped)
+        finally:
+            await self.store.release_driver(batch_id, token)
+
+    async def _create(
+        self,
+        batch_id: str,
+        group: NativeGroup,
+        rendered: dict[int, RenderedLine],
+        window: str,
+        stopped: StopCheck,
+    ) -> UpstreamBatchEntry | None:
+        requests = [rendered[i].request for i in group.indices if i in rendered]
+        if not requests or await stopped() is not None:
+            return None
+        client = self.client(group.provider)
+        tag = f"{batch_id}-{group.number}"
+        # Made before a crash that came before storing it: found by its tag, not made again.
+        found = await client.find(tag)
+        try:
+            batch = found or await client.submit(tag, requests, window)
+        except NativeBatchApiError as exc:
+            if exc.transient:
+                raise  # the message is retried and resumes here
+            log.warning(
+                "upstream %s refused batch %s group %d: %s",
+                group.provider,
+                batch_id,
+                group.number,
+                exc.message,
+            )
+            entry = UpstreamBatchEntry(group.provider, "", NativeStatus.FAILED.value)
+        else:
+            entry = UpstreamBatchEntry(
+                group.provider, batch.id, batch.status.value, batch.request_counts
+            )
+        await self.store.save(batch_id, group.number, entry)
+        return entry
+
+    async def _poll(
+        self,
+        batch_id: str,
+        token: str,
+        state: ChunkState,
+        plan: list[NativeGroup],
+        entries: dict[int, UpstreamBatchEntry],
+        record: Record,
+        stopped: StopCheck,
+    ) -> None:
+        groups = {group.number: group for group in plan}
+        delay = FIRST_POLL_SECONDS
+        cancelled: set[int] = set()
+        while any(not entry.recorded for entry in entries.values()):
+            await self.store.hold_driver(batch_id, token, DRIVER_TTL_MS)
+            await self.store.touch_active(batch_id, int(time.time()))
+            reason = await stopped()
+            for number, entry in sorted(entries.items()):
+                if entry.recorded:
+                    continue
+                try:
+                    await self._look(batch_id, number, entry, reason, cancelled)
+                except NativeBatchApiError as exc:
+                    if not exc.transient:
+                        raise
+                    log.info("upstream batch %s: %s; trying again", entry.id, exc.message)
+                    continue
+                if NativeStatus(entry.status).ended:
+                    await self._record(batch_id, state, groups[number], entry, record, stopped)
+                    entry.recorded = True
+                    await self.store.save(batch_id, number, entry)
+            remaining = None if state.expires_at is None else state.expires_at - time.time()
+            await asyncio.sleep(max(0.05, min(delay, remaining if remaining else delay)))
+            delay = min(delay * 2, self.settings.native_poll_max)
+
+    async def _look(
+        self,
+        batch_id: str,
+        number: int,
+        entry: UpstreamBatchEntry,
+        reason: StopReason | None,
+        cancelled: set[int],
+    ) -> None:
+        if not entry.id:
+            return  # refused at creation: nothing to poll
+        client = self.client(entry.provider)
+        if reason is not None and number not in cancelled:
+            cancelled.add(number)
+            batch = await client.cancel(entry.id)
+        else:
+            batch = await client.retrieve(entry.id)
+        if (batch.status.value, batch.request_counts) != (entry.status, entry.request_counts):
+            entry.status, entry.request_counts = batch.status.value, batch.request_counts
+            await self.store.save(batch_id, number, entry)
+
+    async def _record(
+        self,
+        batch_id: str,
+        state: ChunkState,
+        group: NativeGroup,
+        entry: UpstreamBatchEntry,
+        record: Record,
+        stopped: StopCheck,
+    ) -> None:
+        found: dict[int, NativeResult] = {}
+        if entry.id:
+            async for result in self.client(entry.provider).results(entry.id):
+                if result.custom_id.isdigit():
+                    found[int(result.custom_id)] = result
+        reason = await stopped()
+        status = NativeStatus(entry.status)
+        fallback = self.settings.upstream_config(entry.provider)
+        direct = fallback is not None and fallback.fallback == "direct"
+
+        async def one(index: int) -> None:
+            line = state.pending[index]
+            result = found.get(index)
+            if result is not None and result.state in {"succeeded", "errored"}:
+                outcome = await self._answered(batch_id, index, line, result)
+            elif reason is not None:
+                outcome = _stopped(batch_id, index, line, reason)
+            elif direct:
+                outcome = await run_line(batch_id, index, line, self.context)
+            else:
+                why = (
+                    UPSTREAM_BATCH_EXPIRED
+                    if status is NativeStatus.EXPIRED
+                    else UPSTREAM_BATCH_FAILED
+                )
+                outcome = _stopped(batch_id, index, line, why)
+            await record(outcome)
+
+        await asyncio.gather(*(one(i) for i in group.indices if i in state.pending))
+
+    async def _answered(
+        self, batch_id: str, index: int, line: dict[str, Any], result: NativeResult
+    ) -> LineResult:
+        body = line.get("body")
+        if isinstance(body, dict) and is_task_body(body):
+            assert isinstance(self.context.backend, OpenAICompatibleBackend)
+            replay = ReplayingBackend(self.context.backend, result)
+            context = LineContext(
+                backend=replay,
+                upstreams=self.context.upstreams,
+                task_priced_model=self.context.task_priced_model,
+                limits=self.context.limits,
+            )
+            return await run_line(batch_id, index, line, context)
+        if result.status_code is not None and result.body is not None:
+            return passthrough_line(
+                batch_id, index, line, result.status_code, result.body, self.context
+            )
+        code = "upstream_error"
+        message = f"The upstream batch could not run this line: {result.message[:300]}"
+        return error_line(batch_id, index, str(line.get("custom_id", "")), code, message)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+
+def _stopped(batch_id: str, index: int, line: dict[str, Any], reason: StopReason) -> LineResult:
+    code, message, outcome = reason
+    return error_line(
+        batch_id, index, str(line.get("custom_id", "")), code, message, outcome=outcome
+    )

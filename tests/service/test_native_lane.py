@@ -1,0 +1,74 @@
+"""The native lane against a second textbatch: the same results as the direct lane, batch-priced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from standins.upstream import StandinUpstream
+from tests.support.batches import output_lines, wait_finished
+from tests.support.native_pair import NativePair, native_pair, task_lines
+
+
+def create(client: httpx.Client, lines: list[dict[str, Any]], lane: str) -> dict[str, Any]:
+    response = client.post("/v1/batches", json={"requests": lines, "lane": lane})
+    assert response.status_code == 200, response.text
+    batch: dict[str, Any] = response.json()
+    return batch
+
+
+def results_by_id(output: list[dict[str, Any]]) -> dict[str, Any]:
+    """What must match between lanes: per custom_id, the error code or the answer's content."""
+    found: dict[str, Any] = {}
+    for item in output:
+        error = item["error"]
+        body = item["response"]["body"] if item["response"] else None
+        found[item["custom_id"]] = (
+            error["code"] if error else None,
+            body["choices"][0]["message"]["content"] if body else None,
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def pair(
+    redis_url: str, upstream: StandinUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    from tests.conftest import UPSTREAM_KEY
+
+    with native_pair(
+        redis_url, Path(tmp_path_factory.mktemp("native")), upstream, UPSTREAM_KEY
+    ) as p:
+        yield p
+
+
+def test_native_lane_gives_the_direct_lanes_results_at_the_batch_price(pair: NativePair) -> None:
+    lines = task_lines(12)
+    with pair.client.client() as client, pair.provider.client() as provider:
+        direct = create(client, lines, "direct")
+        native = create(client, lines, "native")
+        assert native["lane"] == "native"
+        native_done = wait_finished(client, native["id"], timeout=120)
+        direct_done = wait_finished(client, direct["id"], timeout=120)
+        assert native_done["status"] == "completed"
+        assert native_done["request_counts"] == {"total": 12, "completed": 12, "failed": 0}
+        assert results_by_id(output_lines(client, native["id"])) == results_by_id(
+            output_lines(client, direct["id"])
+        )
+        # The upstream batch is the provider's own batch object.
+        assert native_done["provider"] == "default"
+        upstream_id = native_done["provider_batch_id"]
+        upstream_batch = provider.get(f"/v1/batches/{upstream_id}").json()
+        assert upstream_batch["status"] == "completed"
+        assert upstream_batch["request_counts"]["total"] == 12
+        assert native_done["provider_batches"][0]["status"] == "completed"
+        # Priced at the batch price: half the table's 2 and 8 USD per million tokens.
+        usage = native_done["usage"]
+        assert usage["input_tokens"] > 0
+        expected = (usage["input_tokens"] * 2.0 + usage["output_tokens"] * 8.0) / 1e6 * 0.5
+        assert usage["total_cost"] == pytest.approx(expected)
+        assert usage["input_tokens"] == upstream_batch["usage"]["input_tokens"]
+        assert direct_done.get("provider_batch_id") is None
