@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from service.store import keys
 from service.store.durability import DiskDurability
+from service.store.lifecycle import BatchStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,11 @@ class NativeStore:
         key = keys.native_driver(batch_id)
         if await self.redis.get(key) == token.encode():
             await self.redis.delete(key)
+
+    async def status(self, batch_id: str) -> BatchStatus:
+        """The batch's status; a batch gone (deleted) counts as failed."""
+        raw = await self.redis.hget(keys.batch(batch_id), "status")
+        return BatchStatus(raw.decode()) if raw else BatchStatus.FAILED
 
     async def touch_active(self, batch_id: str, now: int) -> None:
         """Tell the sweeper the batch moves while its upstream batches run."""

@@ -43,8 +43,9 @@ from service.worker.native_plan import (
 log = logging.getLogger(__name__)
 
 FIRST_POLL_SECONDS = 0.5
-# The driver's hold on a batch outlives a pause between polls, and a dead driver's soon ends.
-DRIVER_TTL_MS = 60_000
+# The driver's hold on a batch outlives its longest pause between polls by this much, so
+# a dead driver's hold soon ends and the message that comes back takes over.
+DRIVER_SLACK_MS = 10_000
 # Upstream windows shorter than this are refused by the hosted APIs; ours still bounds the
 # lines, as our expiry cancels the upstream batch.
 MIN_UPSTREAM_WINDOW_SECONDS = 24 * 3600
@@ -68,6 +69,7 @@ class NativeRunner:
         self.store = store
         self.context = context
         self._clients: dict[str, NativeBatchClient] = {}
+        self._ttl_ms = int(settings.native_poll_max * 1000) * 2 + DRIVER_SLACK_MS
 
     def client(self, provider: str) -> NativeBatchClient:
         if provider not in self._clients:
@@ -101,8 +103,12 @@ class NativeRunner:
         Lines that render no request are not touched: their chunks run them directly.
         """
         token = secrets.token_hex(8)
-        if not await self.store.hold_driver(batch_id, token, DRIVER_TTL_MS):
-            return  # another worker drives it; if that one dies, its message comes back
+        # Held by another worker: a copy of the message (the sweeper's), or a dead worker's
+        # hold not yet lapsed. Wait: when the holder is gone, this message goes on.
+        while not await self.store.hold_driver(batch_id, token, self._ttl_ms):
+            await asyncio.sleep(self._ttl_ms / 4000)
+            if (await self.store.status(batch_id)).is_final:
+                return
         try:
             rendered = await self.render(state)
             limits = upstream_limits(self.settings, {item.provider for item in rendered.values()})
@@ -112,6 +118,7 @@ class NativeRunner:
             for group in plan:
                 if group.number in entries:
                     continue
+                await self.store.hold_driver(batch_id, token, self._ttl_ms)
                 entry = await self._create(batch_id, group, rendered, window, stopped)
                 if entry is not None:
                     entries[group.number] = entry
@@ -174,7 +181,7 @@ class NativeRunner:
         delay = FIRST_POLL_SECONDS
         cancelled: set[int] = set()
         while any(not entry.recorded for entry in entries.values()):
-            await self.store.hold_driver(batch_id, token, DRIVER_TTL_MS)
+            await self.store.hold_driver(batch_id, token, self._ttl_ms)
             await self.store.touch_active(batch_id, int(time.time()))
             reason = await stopped()
             for number, entry in sorted(entries.items()):

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from standins.upstream import StandinUpstream
+from tests.conftest import UPSTREAM_KEY
 from tests.support.batches import output_lines, wait_finished
 from tests.support.native_pair import NativePair, native_pair, task_lines
 
@@ -37,11 +38,8 @@ def results_by_id(output: list[dict[str, Any]]) -> dict[str, Any]:
 def pair(
     redis_url: str, upstream: StandinUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Any:
-    from tests.conftest import UPSTREAM_KEY
-
-    with native_pair(
-        redis_url, Path(tmp_path_factory.mktemp("native")), upstream, UPSTREAM_KEY
-    ) as p:
+    path = Path(tmp_path_factory.mktemp("native"))
+    with native_pair(redis_url, path, upstream, UPSTREAM_KEY, llm_batch_max_lines="50") as p:
         yield p
 
 
@@ -72,3 +70,35 @@ def test_native_lane_gives_the_direct_lanes_results_at_the_batch_price(pair: Nat
         assert usage["total_cost"] == pytest.approx(expected)
         assert usage["input_tokens"] == upstream_batch["usage"]["input_tokens"]
         assert direct_done.get("provider_batch_id") is None
+
+
+def test_unknown_lane_is_refused_naming_the_param(pair: NativePair) -> None:
+    with pair.client.client() as client:
+        response = client.post("/v1/batches", json={"requests": task_lines(1), "lane": "fast"})
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "lane"
+        jsonl = client.post(
+            "/v1/batches?lane=slow",
+            content=b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions",'
+            b'"body":{"model":"summarize","text":"Hi there."}}\n',
+            headers={"content-type": "application/jsonl"},
+        )
+        assert jsonl.status_code == 400
+        assert jsonl.json()["error"]["param"] == "lane"
+
+
+def test_lines_over_the_upstream_limit_are_split_into_several_upstream_batches(
+    pair: NativePair,
+) -> None:
+    with pair.client.client() as client, pair.provider.client() as provider:
+        batch = create(client, task_lines(120, tag="split"), "native")
+        done = wait_finished(client, batch["id"], timeout=180)
+        assert done["request_counts"] == {"total": 120, "completed": 120, "failed": 0}
+        upstream = done["provider_batches"]
+        assert [entry["request_counts"]["total"] for entry in upstream] == [50, 50, 20]
+        assert done["provider_batch_id"] is None
+        assert done["provider"] == "default"
+        for entry in upstream:
+            assert provider.get(f"/v1/batches/{entry['id']}").json()["status"] == "completed"
+        ids = [item["custom_id"] for item in output_lines(client, batch["id"])]
+        assert ids == [f"split-{n:04d}" for n in range(120)]
