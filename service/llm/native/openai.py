@@ -87,7 +87,9 @@ def batch_of(data: Any) -> NativeBatch:
 class OpenAIBatchClient:
     """``NativeBatchClient`` over OpenAI's ``/v1/files`` and ``/v1/batches``."""
 
-    def __init__(self, endpoint: NativeEndpoint) -> None:
+    def __init__(
+        self, endpoint: NativeEndpoint, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.max_lines = endpoint.max_lines
         self.max_bytes = endpoint.max_bytes
@@ -97,6 +99,8 @@ class OpenAIBatchClient:
             headers=headers,
             timeout=httpx.Timeout(endpoint.timeout, connect=endpoint.connect_timeout),
             follow_redirects=False,
+            # The I/O layer, replaceable in tests (httpx's own test seam).
+            transport=transport,
         )
 
     def __repr__(self) -> str:
