@@ -102,3 +102,40 @@ def test_lines_over_the_upstream_limit_are_split_into_several_upstream_batches(
             assert provider.get(f"/v1/batches/{entry['id']}").json()["status"] == "completed"
         ids = [item["custom_id"] for item in output_lines(client, batch["id"])]
         assert ids == [f"split-{n:04d}" for n in range(120)]
+
+
+def test_a_batch_asking_for_no_lane_takes_the_upstreams_default(pair: NativePair) -> None:
+    with pair.client.client() as client:
+        response = client.post("/v1/batches", json={"requests": task_lines(4, tag="default")})
+        batch = response.json()
+        assert batch["lane"] == "native"
+        done = wait_finished(client, batch["id"], timeout=120)
+        assert done["request_counts"]["completed"] == 4
+        assert done["provider_batch_id"] is not None
+
+
+def test_an_unusable_native_answer_is_asked_again_directly_then_fails_as_direct(
+    pair: NativePair,
+) -> None:
+    body = {"model": "summarize", "text": "Always the wrong shape [[schema]] for note 77."}
+    lines = [{"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions", "body": body}]
+    with pair.client.client() as client, pair.provider.client() as provider:
+        direct = create(client, lines, "direct")
+        native = create(client, lines, "native")
+        done = wait_finished(client, native["id"], timeout=120)
+        wait_finished(client, direct["id"], timeout=120)
+        assert results_by_id(output_lines(client, native["id"])) == results_by_id(
+            output_lines(client, direct["id"])
+        )
+        assert results_by_id(output_lines(client, native["id"]))["bad"][0] == (
+            "invalid_model_output"
+        )
+        # The re-ask went to the provider as a direct call: its one batch held one line.
+        upstream = provider.get(f"/v1/batches/{done['provider_batch_id']}").json()
+        assert upstream["request_counts"]["total"] == 1
+    reasks = [
+        call
+        for call in pair.upstream.calls_matching("note 77")
+        if "could not be used" in call.text
+    ]
+    assert len(reasks) == 2  # one per lane
