@@ -78,7 +78,7 @@ class NativeStore:
 
     async def status(self, batch_id: str) -> BatchStatus:
         """The batch's status; a batch gone (deleted) counts as failed."""
-        raw = await self.redis.hget(keys.batch(batch_id), "status")
+        raw = cast(bytes | None, await self.redis.hget(keys.batch(batch_id), "status"))
         return BatchStatus(raw.decode()) if raw else BatchStatus.FAILED
 
     async def touch_active(self, batch_id: str, now: int) -> None:

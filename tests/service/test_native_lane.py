@@ -134,8 +134,6 @@ def test_an_unusable_native_answer_is_asked_again_directly_then_fails_as_direct(
         upstream = provider.get(f"/v1/batches/{done['provider_batch_id']}").json()
         assert upstream["request_counts"]["total"] == 1
     reasks = [
-        call
-        for call in pair.upstream.calls_matching("note 77")
-        if "could not be used" in call.text
+        call for call in pair.upstream.calls_matching("note 77") if "could not be used" in call.text
     ]
     assert len(reasks) == 2  # one per lane
