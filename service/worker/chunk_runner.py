@@ -11,6 +11,7 @@ a chunk re-run after a crash only fills the gaps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import threading
@@ -32,7 +33,6 @@ from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
 from service.store.lifecycle import EXPIRED, BatchStatus, StopReason, stop_reason
-from service.store.native import NativeStore
 from service.store.records import LineResult
 from service.store.results import ResultStore
 from service.worker.native_runner import NativeRunner
@@ -77,13 +77,6 @@ class ChunkRunner:
         self._chunks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._native: NativeRunner | None = None
-
-    def _native_runner(self, results: ResultStore, context: LineContext) -> NativeRunner:
-        if self._native is None:
-            durability = DiskDurability(results.redis, self.settings.durable_write_timeout_ms)
-            store = NativeStore(results.redis, durability)
-            self._native = NativeRunner(self.settings, store, context)
-        return self._native
 
     def _recorder(self, results: ResultStore) -> ResultRecorder:
         if self._result_recorder is None:
@@ -165,23 +158,12 @@ class ChunkRunner:
             return
         driving: asyncio.Future[None] | None = None
         if state.lane == "native":
-            # The first chunk's message drives the batch's upstream batches; every chunk
-            # runs its own lines that go to no upstream batch.
-            native = self._native_runner(results, context)
-            if start == 0:
-                everything = await results.load_chunk(batch_id, 0, state.total)
-
-                async def record_one(result: LineResult) -> None:
-                    await recorder.record(batch_id, state.owner, result)
-
-                async def stop_check() -> StopReason | None:
-                    return await self._stop_reason(results, batch_id)
-
-                driving = asyncio.ensure_future(
-                    native.drive(batch_id, everything, record_one, stop_check)
-                )
-            for index in await native.render(state):
-                del state.pending[index]
+            self._native = self._native or NativeRunner.build(self.settings, results, context)
+            record = functools.partial(recorder.record, batch_id, state.owner)
+            stop_check = functools.partial(self._stop_reason, results, batch_id)
+            driving = await self._native.take_chunk(
+                batch_id, start, state, results, record, stop_check
+            )
 
         def stopped(index: int, line: dict[str, Any], reason: StopReason) -> LineResult:
             code, message, outcome = reason

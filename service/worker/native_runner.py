@@ -16,22 +16,17 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from service.errors import NativeBatchApiError
-from service.execution import LineContext, error_line, is_task_body, passthrough_line, run_line
+from service.execution import LineContext
 from service.llm.native.base import NativeBatchClient, NativeResult, NativeStatus
 from service.llm.native.factory import build_native_client
-from service.llm.openai_compat import OpenAICompatibleBackend
 from service.settings import Settings
-from service.store.lifecycle import (
-    UPSTREAM_BATCH_EXPIRED,
-    UPSTREAM_BATCH_FAILED,
-    StopReason,
-)
+from service.store.durability import DiskDurability
+from service.store.lifecycle import StopReason
 from service.store.native import NativeGroup, NativeStore, UpstreamBatchEntry
 from service.store.records import ChunkState, LineResult
-from service.worker.native_calls import ReplayingBackend
+from service.store.results import ResultStore
 from service.worker.native_plan import (
     RenderedLine,
     fits_alone,
@@ -39,6 +34,7 @@ from service.worker.native_plan import (
     split_groups,
     upstream_limits,
 )
+from service.worker.native_results import answered_line, stopped_line, unfinished_line
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +67,12 @@ class NativeRunner:
         self._clients: dict[str, NativeBatchClient] = {}
         self._ttl_ms = int(settings.native_poll_max * 1000) * 2 + DRIVER_SLACK_MS
 
+    @classmethod
+    def build(cls, settings: Settings, results: ResultStore, context: LineContext) -> NativeRunner:
+        """A runner on the results' Redis connections."""
+        durability = DiskDurability(results.redis, settings.durable_write_timeout_ms)
+        return cls(settings, NativeStore(results.redis, durability), context)
+
     def client(self, provider: str) -> NativeBatchClient:
         if provider not in self._clients:
             upstream = self.settings.upstream_config(provider)
@@ -94,6 +96,28 @@ class NativeRunner:
                 rendered[index] = item
         limits = upstream_limits(self.settings, {item.provider for item in rendered.values()})
         return {i: item for i, item in rendered.items() if fits_alone(item, limits)}
+
+    async def take_chunk(
+        self,
+        batch_id: str,
+        start: int,
+        chunk: ChunkState,
+        results: ResultStore,
+        record: Record,
+        stopped: StopCheck,
+    ) -> asyncio.Future[None] | None:
+        """Take a native batch's chunk: its lines that go upstream leave ``chunk.pending``.
+
+        The first chunk's message also drives the batch's upstream batches: the
+        returned future, to await once the chunk's direct lines are done.
+        """
+        driving = None
+        if start == 0:
+            everything = await results.load_chunk(batch_id, 0, chunk.total)
+            driving = asyncio.ensure_future(self.drive(batch_id, everything, record, stopped))
+        for index in await self.render(chunk):
+            del chunk.pending[index]
+        return driving
 
     async def drive(
         self, batch_id: str, state: ChunkState, record: Record, stopped: StopCheck
@@ -127,7 +151,7 @@ class NativeRunner:
                 if reason is not None:  # stopped before its upstream batch was made
                     for i in group.indices:
                         if i in state.pending:
-                            await record(_stopped(batch_id, i, state.pending[i], reason))
+                            await record(stopped_line(batch_id, i, state.pending[i], reason))
             await self._poll(batch_id, token, state, plan, entries, record, stopped)
         finally:
             await self.store.release_driver(batch_id, token)
@@ -237,59 +261,27 @@ class NativeRunner:
                 if result.custom_id.isdigit():
                     found[int(result.custom_id)] = result
         reason = await stopped()
-        status = NativeStatus(entry.status)
-        fallback = self.settings.upstream_config(entry.provider)
-        direct = fallback is not None and fallback.fallback == "direct"
+        upstream = self.settings.upstream_config(entry.provider)
 
         async def one(index: int) -> None:
             line = state.pending[index]
             result = found.get(index)
             if result is not None and result.state in {"succeeded", "errored"}:
-                outcome = await self._answered(batch_id, index, line, result)
-            elif reason is not None:
-                outcome = _stopped(batch_id, index, line, reason)
-            elif direct:
-                outcome = await run_line(batch_id, index, line, self.context)
-            else:
-                why = (
-                    UPSTREAM_BATCH_EXPIRED
-                    if status is NativeStatus.EXPIRED
-                    else UPSTREAM_BATCH_FAILED
-                )
-                outcome = _stopped(batch_id, index, line, why)
+                await record(await answered_line(batch_id, index, line, result, self.context))
+                return
+            outcome = await unfinished_line(
+                batch_id,
+                index,
+                line,
+                ours=reason,
+                upstream=NativeStatus(entry.status),
+                fallback_direct=upstream is not None and upstream.fallback == "direct",
+                context=self.context,
+            )
             await record(outcome)
 
         await asyncio.gather(*(one(i) for i in group.indices if i in state.pending))
 
-    async def _answered(
-        self, batch_id: str, index: int, line: dict[str, Any], result: NativeResult
-    ) -> LineResult:
-        body = line.get("body")
-        if isinstance(body, dict) and is_task_body(body):
-            assert isinstance(self.context.backend, OpenAICompatibleBackend)
-            replay = ReplayingBackend(self.context.backend, result)
-            context = LineContext(
-                backend=replay,
-                upstreams=self.context.upstreams,
-                task_priced_model=self.context.task_priced_model,
-                limits=self.context.limits,
-            )
-            return await run_line(batch_id, index, line, context)
-        if result.status_code is not None and result.body is not None:
-            return passthrough_line(
-                batch_id, index, line, result.status_code, result.body, self.context
-            )
-        code = "upstream_error"
-        message = f"The upstream batch could not run this line: {result.message[:300]}"
-        return error_line(batch_id, index, str(line.get("custom_id", "")), code, message)
-
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
-
-
-def _stopped(batch_id: str, index: int, line: dict[str, Any], reason: StopReason) -> LineResult:
-    code, message, outcome = reason
-    return error_line(
-        batch_id, index, str(line.get("custom_id", "")), code, message, outcome=outcome
-    )
