@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from service.errors import TextbatchError
 from service.execution import LineContext, is_task_body, respond
 from service.llm.native.base import NativeRequest
 from service.llm.openai_compat import OpenAICompatibleBackend
@@ -37,7 +36,9 @@ class RenderedLine:
     @property
     def size(self) -> int:
         """Its bytes in the upstream batch's input file, newline included."""
-        return len(orjson.dumps({"custom_id": self.request.custom_id, "body": self.request.body}))
+        request = self.request
+        line = {"custom_id": request.custom_id, "method": "POST", "url": request.url}
+        return len(orjson.dumps({**line, "body": request.body})) + 1
 
 
 async def render_line(
@@ -88,8 +89,9 @@ async def _first_task_call(
         )
     except CallCaptured:
         pass
-    except (TextbatchError, ValueError):
-        return None  # a line fault: the direct run reports it as the direct lane does
+    except Exception:
+        # A line fault (or anything else): the direct run reports it as the direct lane does.
+        return None
     return capture.bodies[0] if len(capture.bodies) == 1 else None
 
 
@@ -108,16 +110,19 @@ def _passthrough_body(
 def split_groups(
     rendered: list[RenderedLine], limits: dict[str, tuple[int, int]]
 ) -> list[NativeGroup]:
-    """Groups per provider (``default`` first), in input order, within ``(lines, bytes)``."""
-    by_provider: dict[str, list[RenderedLine]] = {}
+    """Groups per provider (``default`` first) and endpoint, in input order, within limits.
+
+    An upstream batch has one endpoint, so chat and embedding lines go in different ones.
+    """
+    by_key: dict[tuple[str, str], list[RenderedLine]] = {}
     for line in sorted(rendered, key=lambda item: item.index):
-        by_provider.setdefault(line.provider, []).append(line)
+        by_key.setdefault((line.provider, line.request.url), []).append(line)
     groups: list[NativeGroup] = []
-    for provider in sorted(by_provider, key=lambda name: (name != "default", name)):
+    for provider, url in sorted(by_key, key=lambda key: (key[0] != "default", *key)):
         max_lines, max_bytes = limits[provider]
         indices: list[int] = []
         size = 0
-        for line in by_provider[provider]:
+        for line in by_key[(provider, url)]:
             if indices and (len(indices) >= max_lines or size + line.size > max_bytes):
                 groups.append(NativeGroup(len(groups), provider, indices))
                 indices, size = [], 0

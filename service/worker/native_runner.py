@@ -222,8 +222,10 @@ class NativeRunner:
                     await self._record(batch_id, state, groups[number], entry, record, stopped)
                     entry.recorded = True
                     await self.store.save(batch_id, number, entry)
+            # Woken at our expiry, so the upstream batches are cancelled on time.
             remaining = None if state.expires_at is None else state.expires_at - time.time()
-            await asyncio.sleep(max(0.05, min(delay, remaining if remaining else delay)))
+            pause = min(delay, remaining) if remaining is not None and remaining > 0 else delay
+            await asyncio.sleep(max(0.05, pause))
             delay = min(delay * 2, self.settings.native_poll_max)
 
     async def _look(

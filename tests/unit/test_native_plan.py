@@ -42,3 +42,9 @@ def test_upstream_window_is_ours_or_the_24_hours_hosted_apis_take() -> None:
     assert upstream_window("10s") == "24h"
     assert upstream_window("24h") == "24h"
     assert upstream_window("48h") == "48h"
+
+
+def test_chat_and_embedding_lines_go_in_different_upstream_batches() -> None:
+    embedding = RenderedLine(1, "default", NativeRequest("1", "/v1/embeddings", {"input": "a"}))
+    groups = split_groups([rendered(0), embedding, rendered(2)], {"default": (9, 10**9)})
+    assert [g.indices for g in groups] == [[0, 2], [1]]
