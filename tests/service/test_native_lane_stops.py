@@ -85,3 +85,39 @@ def test_expiry_cancels_the_upstream_batch_and_keeps_its_finished_lines(
         assert succeeded == upstream["request_counts"]["completed"] > 0
         assert succeeded < LINES
         assert codes == {"batch_expired"}
+
+
+@pytest.mark.parametrize("fallback", [None, "direct"])
+def test_lines_of_an_upstream_batch_that_failed_fail_or_run_directly(
+    redis_url: str, tmp_path: Path, fallback: str | None
+) -> None:
+    # The provider takes lines of at most 4,500 bytes: an upstream batch holding a longer
+    # one fails as a whole, as the hosted API fails a batch with a bad input file.
+    long_text = "The harbour office logged another late ferry. " * 130
+    lines = task_lines(3, tag="failed")
+    lines[0]["body"] = {"model": "summarize", "text": long_text}
+    with (
+        StandinUpstream() as upstream,
+        native_pair(
+            redis_url,
+            tmp_path,
+            upstream,
+            provider_settings={"max_line_bytes": "4500"},
+            **({"llm_batch_fallback": fallback} if fallback else {}),
+        ) as pair,
+        pair.client.client() as client,
+        pair.provider.client() as provider,
+    ):
+        batch = client.post("/v1/batches", json={"requests": lines, "lane": "native"}).json()
+        done = wait_finished(client, batch["id"], timeout=120)
+        upstream_batch = provider.get(f"/v1/batches/{done['provider_batch_id']}").json()
+        output = output_lines(client, batch["id"])
+    assert upstream_batch["status"] == "failed"
+    assert done["provider_batches"][0]["status"] == "failed"
+    assert done["status"] == "completed"
+    codes = [item["error"]["code"] if item["error"] else None for item in output]
+    if fallback is None:
+        assert codes == ["upstream_batch_failed"] * 3
+    else:
+        # Run directly: the short lines succeed; the provider refuses the long one again.
+        assert codes == ["upstream_rejected", None, None]
