@@ -137,3 +137,24 @@ def test_an_unusable_native_answer_is_asked_again_directly_then_fails_as_direct(
         call for call in pair.upstream.calls_matching("note 77") if "could not be used" in call.text
     ]
     assert len(reasks) == 2  # one per lane
+
+
+def test_lines_for_two_upstreams_make_one_upstream_batch_each(pair: NativePair) -> None:
+    lines = task_lines(4, tag="two")
+    peer = {"model": "peer/standin-model", "messages": [{"role": "user", "content": "Hi."}]}
+    lines.append(
+        {"custom_id": "peer", "method": "POST", "url": "/v1/chat/completions", "body": peer}
+    )
+    with pair.client.client() as client, pair.provider.client(pair.provider.keys[1]) as second:
+        done = wait_finished(client, create(client, lines, "native")["id"], timeout=120)
+        assert done["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+        assert done["provider"] == "mixed"
+        assert done["provider_batch_id"] is None
+        upstream = done["provider_batches"]
+        assert [(entry["provider"], entry["request_counts"]["total"]) for entry in upstream] == [
+            ("default", 4),
+            ("peer", 1),
+        ]
+        # The peer's batch was made with the peer entry's own key.
+        assert second.get(f"/v1/batches/{upstream[1]['id']}").status_code == 200
+        assert second.get(f"/v1/batches/{upstream[0]['id']}").status_code == 404

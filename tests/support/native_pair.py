@@ -64,6 +64,16 @@ def native_pair(
                 "llm_max_attempts": "2",
                 "llm_backoff_base": "0.05",
                 "chunk_size": "8",
+                # The provider once more under a name, for ``peer/<model>`` pass-through lines.
+                "upstreams": orjson.dumps(
+                    {
+                        "peer": {
+                            "base_url": f"{provider.url}/v1",
+                            "api_key": provider.keys[1],
+                            "batch": "native",
+                        }
+                    }
+                ).decode(),
                 **client_settings,
             }
             client = start_service(
