@@ -249,3 +249,27 @@ class ContextLengthExceeded(UpstreamRejected):
     """The upstream says the prompt does not fit the model's context window."""
 
     code = "context_length_exceeded"
+
+
+class NativeBatchApiError(LLMError):
+    """An upstream's batch API (files, batches) refused or failed a call."""
+
+    code = "upstream_batch_api_error"
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: no answer, a 5xx or a 429."""
+        status = self.upstream_status
+        return status is None or status == 429 or status >= 500
+
+
+class UpstreamBatchFailed(LLMError):
+    """The upstream batch holding the line failed as a whole before the line ran."""
+
+    code = "upstream_batch_failed"
+
+
+class UpstreamBatchExpired(LLMError):
+    """The upstream batch holding the line ran out of its window before the line ran."""
+
+    code = "upstream_batch_expired"

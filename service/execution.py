@@ -203,6 +203,33 @@ def _response_line(
     )
 
 
+def passthrough_line(
+    batch_id: str,
+    index: int,
+    line: dict[str, Any],
+    status_code: int,
+    answer: dict[str, Any],
+    context: LineContext,
+) -> LineResult:
+    """The output line of a pass-through line answered another way (an upstream batch)."""
+    usage = passthrough_usage(answer)
+    request_id = answer.get("id")
+    response = Response(
+        status_code=status_code,
+        body=answer,
+        request_id=request_id if isinstance(request_id, str) else None,
+        passed_through=True,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+    )
+    body = line.get("body")
+    custom_id = str(line.get("custom_id", ""))
+    return _response_line(
+        batch_id, index, custom_id, body if isinstance(body, dict) else {}, response, context
+    )
+
+
 async def run_line(
     batch_id: str, index: int, line: dict[str, Any], context: LineContext
 ) -> LineResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,16 @@ class UpstreamConfig(BaseModel):
     model: str | None = None
     # Whether callers may send their own key for it (``x-textbatch-provider-key``).
     byok: bool = False
+    # The lane a batch takes to this upstream unless it asks for one: ``direct`` calls, or
+    # ``native`` (the upstream's own batch API, at its batch price).
+    batch: Literal["direct", "native"] = "direct"
+    # Which native batch API the upstream speaks.
+    api: Literal["openai", "anthropic"] = "openai"
+    # ``direct``: lines of an upstream batch that expired or failed are run directly.
+    fallback: Literal["direct"] | None = None
+    # The most lines and bytes of one upstream batch; larger groups are split.
+    batch_max_lines: int = Field(default=50_000, ge=1)
+    batch_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 
     @field_validator("profile")
     @classmethod
@@ -108,6 +119,15 @@ class Settings(BaseSettings):
     # A Fernet key that encrypts callers' provider keys while their batches run; required
     # when any upstream allows BYOK.
     secret_key: SecretStr | None = None
+    # The default upstream's lane, native batch API, fallback and batch limits, as in
+    # an entry of TEXTBATCH_UPSTREAMS.
+    llm_batch: Literal["direct", "native"] = "direct"
+    llm_api: Literal["openai", "anthropic"] = "openai"
+    llm_batch_fallback: Literal["direct"] | None = None
+    llm_batch_max_lines: int = Field(default=50_000, ge=1)
+    llm_batch_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # The longest pause between two looks at a running upstream batch (seconds).
+    native_poll_max: float = Field(default=30.0, gt=0)
 
     # Named upstreams, as JSON: {"anthropic": {"base_url": "...", "api_key": "..."}}
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
@@ -186,6 +206,29 @@ class Settings(BaseSettings):
         if self.llm_base_url is None:
             return None
         return choose_profile(self.llm_profile, self.llm_base_url, self.llm_model)
+
+    def upstream_config(self, name: str) -> UpstreamConfig | None:
+        """The entry of upstream ``name``; ``default`` is TEXTBATCH_LLM_*, None if unset."""
+        if name != "default":
+            return self.upstreams.get(name)
+        if self.llm_base_url is None:
+            return None
+        return UpstreamConfig(
+            base_url=self.llm_base_url,
+            api_key=self.llm_api_key,
+            profile=self.llm_profile,
+            context_tokens=self.llm_context_tokens,
+            batch=self.llm_batch,
+            api=self.llm_api,
+            fallback=self.llm_batch_fallback,
+            batch_max_lines=self.llm_batch_max_lines,
+            batch_max_bytes=self.llm_batch_max_bytes,
+        )
+
+    def default_lane(self) -> str:
+        """A batch's lane when it asks for none: native if any upstream's default is."""
+        natives = [u.batch for u in self.upstreams.values()] + [self.llm_batch]
+        return "native" if "native" in natives else "direct"
 
     def task_output_cap(self) -> int:
         """The most output tokens a task line may ask for: the setting, lowered by the

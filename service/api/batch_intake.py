@@ -23,7 +23,13 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.intake.idempotency import RequestDigest
-from service.intake.options import BatchOptions, check_endpoint, validate_metadata, window_seconds
+from service.intake.options import (
+    BatchOptions,
+    check_endpoint,
+    check_lane,
+    validate_metadata,
+    window_seconds,
+)
 from service.intake.reading import (
     ingest_jsonl,
     ingest_requests,
@@ -41,7 +47,9 @@ JSONL_TYPES = frozenset(
         "application/x-jsonlines",
     }
 )
-JSON_FIELDS = frozenset({"input_file_id", "requests", "endpoint", "completion_window", "metadata"})
+JSON_FIELDS = frozenset(
+    {"input_file_id", "requests", "endpoint", "completion_window", "metadata", "lane"}
+)
 
 
 def _chosen(options: BatchOptions, choice: ProviderChoice) -> BatchOptions:
@@ -73,6 +81,7 @@ def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
         completion_window=window,
         metadata=validate_metadata(payload.get("metadata")),
         input_file_id=input_file_id,
+        lane=check_lane(payload.get("lane")),
     )
 
 
@@ -115,6 +124,7 @@ async def prepare_submission(
     endpoint: str | None,
     completion_window: str | None,
     *,
+    lane: str | None = None,
     keyed: bool = True,
     choice: ProviderChoice = NO_CHOICE,
 ) -> Prepared:
@@ -125,13 +135,13 @@ async def prepare_submission(
     provider headers; the upstream's name is part of the digest, the key is not.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    digest = RequestDigest(
-        content_type, endpoint or "", completion_window or "", *_digested(choice), enabled=keyed
-    )
+    # The lane joins the digest only when given, so digests of requests without one stay.
+    parts = [content_type, endpoint or "", completion_window or "", *([lane] if lane else [])]
+    digest = RequestDigest(*parts, *_digested(choice), enabled=keyed)
     submitter = state.submitter
     if content_type in JSONL_TYPES:
-        options = _options({"endpoint": endpoint, "completion_window": completion_window}, state)
-        options = _chosen(options, choice)
+        query = {"endpoint": endpoint, "completion_window": completion_window, "lane": lane}
+        options = _chosen(_options(query, state), choice)
         staged = await ingest_jsonl(
             digest.tee(request.stream()),
             state.store,

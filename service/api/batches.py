@@ -18,7 +18,9 @@ from service.errors import Conflict
 from service.intake.idempotency import check_key
 from service.intake.submit import Prepared, submit
 from service.llm.pricing import summarize_cost
+from service.store.batches import redis_unavailable_as_router_error
 from service.store.merged_output import iter_merged_output, retry_chain
+from service.store.native import provider_batches
 from service.store.records import BatchRecord
 
 # What a JSONL body is: OpenAPI has no schema for "lines of JSON", so the line's shape is
@@ -44,8 +46,14 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=ERROR_RESPO
 
 async def batch_view(state: AppState, record: BatchRecord) -> BatchPublic:
     tokens, cached = await state.results.usage_by_model(record.id)
+    upstream_batches = None
+    if record.lane == "native":
+        with redis_unavailable_as_router_error():
+            upstream_batches = await provider_batches(state.results.redis, record.id)
     return BatchPublic.from_record(
-        record, summarize_cost(tokens, state.prices, state.settings.batch_discount, cached)
+        record,
+        summarize_cost(tokens, state.prices, state.settings.batch_discount, cached),
+        upstream_batches,
     )
 
 
@@ -75,6 +83,9 @@ async def create_batch(
     completion_window: Annotated[
         str | None, Query(max_length=16, description="e.g. 24h; at most 168h")
     ] = None,
+    lane: Annotated[
+        str | None, Query(max_length=16, description="direct or native (JSONL bodies)")
+    ] = None,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> BatchPublic:
     """Validate a whole submission, store it as one batch and queue its lines.
@@ -91,6 +102,7 @@ async def create_batch(
         principal.owner,
         endpoint,
         completion_window,
+        lane=lane,
         keyed=key is not None,
         choice=choice,
     )

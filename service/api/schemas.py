@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -58,6 +58,15 @@ class BatchErrors(BaseModel):
     data: list[BatchError]
 
 
+class ProviderBatch(BaseModel):
+    """One upstream batch of a native-lane batch, as last seen."""
+
+    provider: str
+    id: str
+    status: str
+    request_counts: dict[str, int]
+
+
 class BatchPublic(BaseModel):
     """A batch as the hosted batch API shows it."""
 
@@ -86,9 +95,20 @@ class BatchPublic(BaseModel):
     metadata: dict[str, str] | None
     # Batches made by ``POST /v1/batches/{id}/retry`` from this one, oldest first.
     retried_by: list[str] = []
+    # ``direct`` (our own calls) or ``native`` (the upstreams' own batch APIs).
+    lane: str = "direct"
+    # Native lane: the upstream (or ``mixed``), its batch when there is one, and all of them.
+    provider: str | None = None
+    provider_batch_id: str | None = None
+    provider_batches: list[ProviderBatch] | None = None
 
     @classmethod
-    def from_record(cls, record: BatchRecord, cost: CostSummary) -> BatchPublic:
+    def from_record(
+        cls,
+        record: BatchRecord,
+        cost: CostSummary,
+        provider_batches: list[dict[str, Any]] | None = None,
+    ) -> BatchPublic:
         stamps = record.timestamps
         counters = record.counters
         errors = None
@@ -132,7 +152,20 @@ class BatchPublic(BaseModel):
             ),
             metadata=record.metadata,
             retried_by=record.retried_by,
+            lane=record.lane,
+            **_provider_fields(provider_batches),
         )
+
+
+def _provider_fields(entries: list[dict[str, Any]] | None) -> dict[str, Any]:
+    if not entries:
+        return {}
+    providers = {entry["provider"] for entry in entries}
+    return {
+        "provider": providers.pop() if len(providers) == 1 else "mixed",
+        "provider_batch_id": entries[0]["id"] if len(entries) == 1 else None,
+        "provider_batches": [ProviderBatch.model_validate(entry) for entry in entries],
+    }
 
 
 class BatchCreate(BaseModel):
@@ -143,6 +176,7 @@ class BatchCreate(BaseModel):
     endpoint: str | None = None
     completion_window: str | None = None
     metadata: dict[str, str] | None = None
+    lane: Literal["direct", "native"] | None = None
 
 
 class BatchList(BaseModel):

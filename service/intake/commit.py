@@ -93,6 +93,8 @@ class Submitter:
             provider=options.provider,
             provider_key=options.provider_key is not None,
             retry_of=options.retry_of,
+            lane=options.lane or self.settings.default_lane(),
+            lane_chosen=options.lane is not None,
         )
 
     async def commit(

@@ -50,6 +50,20 @@ class BatchOptions:
     provider_key: str | None = field(default=None, repr=False)
     # Set by a retry (never by a client): the batch whose failed lines are run again.
     retry_of: str | None = None
+    # ``direct`` or ``native``, as the client asked; None: each line's upstream's default.
+    lane: str | None = None
+
+
+LANES = ("direct", "native")
+
+
+def check_lane(lane: object) -> str | None:
+    """The lane a client asked for, or None when it asked for none."""
+    if lane is None:
+        return None
+    if not isinstance(lane, str) or lane not in LANES:
+        raise InvalidRequest("lane must be 'direct' or 'native'.", param="lane")
+    return lane
 
 
 def validate_metadata(metadata: Any) -> dict[str, str] | None:

@@ -234,6 +234,10 @@ class OpenAICompatibleBackend:
         if self.shared is not None:
             await self.shared.aclose()
 
+    def request_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The body ``complete`` would send for ``request`` now (the native lane sends it)."""
+        return self._chat_payload(request)
+
     def _chat_payload(self, request: ChatRequest) -> dict[str, Any]:
         return chat_payload(
             request,

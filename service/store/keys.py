@@ -150,3 +150,22 @@ def webhook_delivery(delivery_id: str) -> str:
     Kept a while after the delivery ends (``DELIVERY_RECORD_SECONDS``) as its record.
     """
     return f"{PREFIX}:webhooks:delivery:{delivery_id}"
+
+
+def native_plan(batch_id: str) -> str:
+    """String: JSON list of a native batch's upstream groups (provider, line indices); set once."""
+    return f"{PREFIX}:batch:{batch_id}:native:plan"
+
+
+def native_batches(batch_id: str) -> str:
+    """Hash: group number -> JSON of its upstream batch (provider, id, status, request_counts).
+
+    Written once the upstream batch exists and before it is polled, so a resumed
+    worker polls that batch and never creates a second one for the same lines.
+    """
+    return f"{PREFIX}:batch:{batch_id}:native:batches"
+
+
+def native_driver(batch_id: str) -> str:
+    """String with a TTL: held by the one worker driving a native batch's upstream batches."""
+    return f"{PREFIX}:batch:{batch_id}:native:driver"

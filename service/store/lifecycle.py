@@ -76,6 +76,18 @@ EXPIRED = (
     LineOutcome.EXPIRED,
 )
 
+# Lines of an upstream batch (native lane) that ended before they ran.
+UPSTREAM_BATCH_EXPIRED = (
+    "upstream_batch_expired",
+    "The upstream batch holding this line expired before the line ran.",
+    LineOutcome.FAILED,
+)
+UPSTREAM_BATCH_FAILED = (
+    "upstream_batch_failed",
+    "The upstream batch holding this line failed or was cancelled before the line ran.",
+    LineOutcome.FAILED,
+)
+
 
 def stop_reason(
     status: BatchStatus | None, expires_at: int | None, now: float

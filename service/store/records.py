@@ -52,6 +52,10 @@ class BatchRecord:
     retry_of: str | None = None
     retried_by: list[str] = field(default_factory=list)
 
+    # ``direct`` or ``native``; ``lane_chosen``: the client asked for it (else the default).
+    lane: str = "direct"
+    lane_chosen: bool = False
+
     @property
     def finished_lines(self) -> int:
         """Lines that have a result: succeeded, failed, cancelled or expired."""
@@ -77,6 +81,8 @@ class BatchRecord:
             errors=orjson.loads(text["errors"]) if text.get("errors") else None,
             retry_of=text.get("retry_of") or None,
             retried_by=[item.decode() for item in retried_by],
+            lane=text.get("lane", "direct"),
+            lane_chosen=text.get("lane_chosen") == "1",
         )
 
 
@@ -101,6 +107,8 @@ class NewBatch:
     provider_key: bool = False
     # Set only by a retry: the batch whose failed lines this one runs again.
     retry_of: str | None = None
+    lane: str = "direct"
+    lane_chosen: bool = False
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -121,6 +129,8 @@ class NewBatch:
             "input_tokens": 0,
             "output_tokens": 0,
             "page_lines": self.page_lines,
+            "lane": self.lane,
+            "lane_chosen": int(self.lane_chosen),
         }
         if self.input_file_id:
             fields["input_file_id"] = self.input_file_id
@@ -176,3 +186,7 @@ class ChunkState:
     provider: str | None = None
     provider_key: bool = False
     sealed_provider_key: bytes | None = field(default=None, repr=False)
+    lane: str = "direct"
+    lane_chosen: bool = False
+    completion_window: str = "24h"
+    total: int = 0

@@ -69,12 +69,27 @@ class ResultStore:
                     "page_lines",
                     "requested_provider",
                     "provider_key",
+                    "lane",
+                    "lane_chosen",
+                    "completion_window",
+                    "total",
                 ],
             )
             pipe.hmget(keys.batch_results(batch_id), indices)
             pipe.get(keys.batch_provider_key(batch_id))
             fields, done, sealed_key = await pipe.execute()
-        status, expires_at, owner, page_lines, provider, provider_key = fields
+        (
+            status,
+            expires_at,
+            owner,
+            page_lines,
+            provider,
+            provider_key,
+            lane,
+            chosen,
+            window,
+            total,
+        ) = fields
         lines = await self.input_lines(batch_id, start, stop, int(page_lines or 1))
         state = ChunkState(
             status=BatchStatus(status.decode()) if status else None,
@@ -83,6 +98,10 @@ class ResultStore:
             provider=provider.decode() if provider else None,
             provider_key=bool(provider_key),
             sealed_provider_key=sealed_key,
+            lane=lane.decode() if lane else "direct",
+            lane_chosen=chosen == b"1",
+            completion_window=window.decode() if window else "24h",
+            total=int(total or 0),
         )
         for index, line, result in zip(indices, lines, done, strict=False):
             if result is None:

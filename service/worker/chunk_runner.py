@@ -11,6 +11,7 @@ a chunk re-run after a crash only fills the gaps.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import threading
@@ -36,6 +37,7 @@ from service.store.records import ChunkState, LineResult
 from service.store.results import ResultStore
 from service.store.sealing import KeySeal, SealBroken
 from service.worker.line_metrics import FinishedLines
+from service.worker.native_runner import NativeRunner
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
 from service.worker.result_recorder import ResultRecorder
 from service.worker.sweeper import Sweeper
@@ -88,6 +90,7 @@ class ChunkRunner:
         self._stopping = False
         secret = settings.secret_key
         self._seal = KeySeal(secret.get_secret_value()) if secret is not None else None
+        self._native: NativeRunner | None = None
 
     def _recorder(self, results: ResultStore) -> ResultRecorder:
         if self._result_recorder is None:
@@ -184,9 +187,20 @@ class ChunkRunner:
         results, shared_context, semaphore = self._resources()
         recorder = self._recorder(results)
         state = await results.load_chunk(batch_id, start, stop)
-        if state.status is None or not state.pending:
+        if state.status is None:
             return
         batch_context = self._batch_context(shared_context, state)
+        driving: asyncio.Future[None] | None = None
+        if state.lane == "native":
+            # Upstream batches carry the configured keys: a caller's key is for direct calls.
+            self._native = self._native or NativeRunner.build(
+                self.settings, results, shared_context
+            )
+            record = functools.partial(recorder.record, batch_id, state.owner)
+            stop_check = functools.partial(self._stop_reason, results, batch_id)
+            driving = await self._native.take_chunk(
+                batch_id, start, state, results, record, stop_check
+            )
 
         def stopped(index: int, line: dict[str, Any], reason: StopReason) -> LineResult:
             code, message, outcome = reason
@@ -221,13 +235,21 @@ class ChunkRunner:
             await recorder.record(batch_id, state.owner, result)
             self._finished_lines.count(line, result)
 
-        await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
+        try:
+            await asyncio.gather(*(run_and_record(i, line) for i, line in state.pending.items()))
+            if driving is not None:
+                await driving
+        finally:
+            if driving is not None and not driving.done():
+                driving.cancel()
         self._looks.pop(batch_id, None)
 
     async def aclose(self) -> None:
         if self._context is not None:
             await self._context.backend.aclose()
             await self._context.upstreams.aclose()
+        if self._native is not None:
+            await self._native.aclose()
         if self._results is not None:
             await self._results.redis.aclose()
 
