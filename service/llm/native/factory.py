@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from service.llm.native.anthropic import AnthropicBatchClient
 from service.llm.native.base import NativeBatchClient
 from service.llm.native.endpoint import NativeEndpoint
 from service.llm.native.openai import OpenAIBatchClient
 from service.settings import Settings, UpstreamConfig
 
+
+def _anthropic(endpoint: NativeEndpoint) -> NativeBatchClient:
+    return AnthropicBatchClient(
+        endpoint.base_url,
+        endpoint.api_key,
+        max_lines=endpoint.max_lines,
+        max_bytes=endpoint.max_bytes,
+        timeout=endpoint.timeout,
+    )
+
+
 # Each dialect's client, built from the endpoint it drives.
 DIALECTS: dict[str, Callable[[NativeEndpoint], NativeBatchClient]] = {
     "openai": OpenAIBatchClient,
+    "anthropic": _anthropic,
 }
 
 
