@@ -11,7 +11,7 @@ which the service answers with a 503 and retries. The policy is read from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis import exceptions as redis_errors
@@ -63,7 +63,7 @@ def check_eviction_policy(redis_url: str, timeout: float = 5.0) -> EvictionVerdi
     """Ask the server; ``None`` when it cannot be asked now (it is waited for later)."""
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
-        info = cast(dict[str, Any], client.info("memory"))
+        info = client.info("memory")
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError):
         return None
     finally:
