@@ -37,6 +37,7 @@ from service.redis_server import EmbeddedPortInUse, EmbeddedValkey, resolve_redi
 from service.runtime import die_with_parent, tune_garbage_collector, use_fast_event_loop
 from service.settings import Settings
 from service.settings_check import fail_on_settings, settings_or_exit
+from service.store.eviction_check import check_eviction_policy
 from service.worker.chunk_runner import run_worker
 
 log = logging.getLogger("textbatch")
@@ -166,7 +167,20 @@ def _start_redis(
         fail_on_settings(str(exc))
     if lock is not None and embedded is not None:
         lock.record(f"textbatch {role} PID {os.getpid()} (embedded Valkey PID {embedded.pid})")
+    if embedded is None:
+        _refuse_evicting_redis(redis_url)
     return redis_url, embedded
+
+
+def _refuse_evicting_redis(redis_url: str) -> None:
+    """Stop before starting anything if the shared Redis would evict the service's data."""
+    verdict = check_eviction_policy(redis_url)
+    if verdict is None:
+        return  # not reachable now: the service waits for it, and checks nothing more
+    if verdict.refuse is not None:
+        fail_on_settings(f"TEXTBATCH_REDIS_URL: {verdict.refuse}")
+    if verdict.warn is not None:
+        log.warning("%s", verdict.warn)
 
 
 def command_serve(settings: Settings, workers: int) -> None:
@@ -218,6 +232,7 @@ def command_api(settings: Settings) -> None:
 def command_worker(settings: Settings, metrics_port: int | None = None) -> None:
     if settings.redis_url is None:
         sys.exit("textbatch worker needs TEXTBATCH_REDIS_URL: the Redis the API queues into.")
+    _refuse_evicting_redis(settings.redis_url)
     if metrics_port is not None:
         # Its own metrics, or with PROMETHEUS_MULTIPROC_DIR set those of the directory's processes.
         try:
