@@ -14,7 +14,7 @@ from typing import Any
 from bench import redis_probe, report
 from bench.report import Check, ScenarioResult
 from bench.runs import QUICK, Context, Sizes
-from bench.scenarios import ingest, latency, output, overhead, realtime, scaleout
+from bench.scenarios import gateway, ingest, latency, output, overhead, realtime, scaleout
 from bench.upstream_control import UpstreamProcess, measure_capacity
 
 SCENARIOS: dict[str, tuple[str, Callable[[Context], ScenarioResult]]] = {
@@ -24,6 +24,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Context], ScenarioResult]]] = {
     "4": (realtime.TITLE, realtime.run),
     "5": (output.TITLE, output.run),
     "6": (scaleout.TITLE, scaleout.run),
+    "7": (gateway.TITLE, gateway.run),
 }
 DEFAULT_OUT = Path("bench/results.json")
 
@@ -34,7 +35,7 @@ def _parse_only(text: str | None) -> list[str]:
     chosen = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [number for number in chosen if number not in SCENARIOS]
     if unknown:
-        raise SystemExit(f"unknown scenario(s) {', '.join(unknown)}; pick from 1-6")
+        raise SystemExit(f"unknown scenario(s) {', '.join(unknown)}; pick from 1-7")
     return sorted(set(chosen), key=int)
 
 

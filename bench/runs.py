@@ -49,6 +49,8 @@ class Sizes:
     scaleout_lines: int = 10_000
     profile_lines: int = 5_000
     capacity_seconds: float = 3.0
+    gateway_clients: int = 64
+    gateway_seconds: float = 10.0
     # A throughput run still going after this long is measured over the lines done so far.
     run_cap: float = 75.0
     batch_timeout: float = 600.0
@@ -69,6 +71,8 @@ QUICK = Sizes(
     scaleout_lines=400,
     profile_lines=300,
     capacity_seconds=0.5,
+    gateway_clients=8,
+    gateway_seconds=2.0,
     run_cap=20.0,
     batch_timeout=60.0,
 )
