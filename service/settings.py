@@ -110,6 +110,11 @@ class Settings(BaseSettings):
 
     # Batch lifecycle
     completion_window: str = Field(default="24h", pattern=r"^[1-9][0-9]*[smh]$")
+    # How long a batch and its data are kept once it ends, and an upload once stored:
+    # seconds, or a number with s, m, h or d. A batch's output_expires_after overrides it.
+    retention: str = Field(default="30d", pattern=r"^[1-9][0-9]{0,9}[smhd]?$")
+    # Results, line pages or keys the reaper (and a delete) removes per Redis command.
+    reap_step: int = Field(default=1000, ge=1, le=100_000)
 
     # Input limits
     max_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
@@ -169,6 +174,13 @@ class Settings(BaseSettings):
         if profile is None:
             return self.llm_max_output_tokens
         return min(self.llm_max_output_tokens, profile.output_token_cap)
+
+    def retention_seconds(self) -> int:
+        """``retention`` in seconds."""
+        unit = self.retention[-1]
+        if unit.isdigit():
+            return int(self.retention)
+        return int(self.retention[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
     def configured_api_keys(self) -> list[str]:
         """The keys given in ``TEXTBATCH_API_KEYS``, without blanks."""

@@ -22,7 +22,13 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.intake.idempotency import RequestDigest
-from service.intake.options import BatchOptions, check_endpoint, validate_metadata, window_seconds
+from service.intake.options import (
+    BatchOptions,
+    check_endpoint,
+    output_expires_after,
+    validate_metadata,
+    window_seconds,
+)
 from service.intake.reading import (
     ingest_jsonl,
     ingest_requests,
@@ -39,7 +45,16 @@ JSONL_TYPES = frozenset(
         "application/x-jsonlines",
     }
 )
-JSON_FIELDS = frozenset({"input_file_id", "requests", "endpoint", "completion_window", "metadata"})
+JSON_FIELDS = frozenset(
+    {
+        "input_file_id",
+        "requests",
+        "endpoint",
+        "completion_window",
+        "metadata",
+        "output_expires_after",
+    }
+)
 
 
 def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
@@ -58,6 +73,7 @@ def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
         completion_window=window,
         metadata=validate_metadata(payload.get("metadata")),
         input_file_id=input_file_id,
+        retention=output_expires_after(payload.get("output_expires_after")),
     )
 
 

@@ -47,6 +47,13 @@ class BatchErrors(BaseModel):
     data: list[BatchError]
 
 
+class ExpiresAfter(BaseModel):
+    """A retention policy in the hosted API's shape: kept this long after ``anchor``."""
+
+    anchor: Literal["created_at"] = "created_at"
+    seconds: int
+
+
 class BatchPublic(BaseModel):
     """A batch as the hosted batch API shows it."""
 
@@ -73,6 +80,10 @@ class BatchPublic(BaseModel):
     progress: BatchProgress | None = None
     usage: BatchUsage
     metadata: dict[str, str] | None
+    # Retention: the client's policy, if any, and when the batch and its data are removed
+    # (set once it has ended; ``expires_at`` is the completion window's end).
+    output_expires_after: ExpiresAfter | None = None
+    data_expires_at: int | None = None
 
     @classmethod
     def from_record(cls, record: BatchRecord, cost: CostSummary) -> BatchPublic:
@@ -113,6 +124,10 @@ class BatchPublic(BaseModel):
                 unpriced_models=cost.unpriced_models,
             ),
             metadata=record.metadata,
+            output_expires_after=ExpiresAfter(seconds=record.output_expires_after)
+            if record.output_expires_after is not None
+            else None,
+            data_expires_at=stamps["data_expires_at"],
         )
 
 
@@ -124,6 +139,13 @@ class BatchCreate(BaseModel):
     endpoint: str | None = None
     completion_window: str | None = None
     metadata: dict[str, str] | None = None
+    output_expires_after: ExpiresAfter | None = None
+
+
+class BatchDeleted(BaseModel):
+    id: str
+    object: Literal["batch"] = "batch"
+    deleted: bool
 
 
 class BatchList(BaseModel):

@@ -77,6 +77,8 @@ class Submitter:
             completion_window=options.completion_window,
             metadata=options.metadata,
             input_file_id=options.input_file_id,
+            retention=options.retention or self.settings.retention_seconds(),
+            output_expires_after=options.retention,
         )
 
     async def commit(

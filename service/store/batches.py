@@ -80,6 +80,9 @@ class BatchStore:
                 pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
                 pipe.zadd(keys.undispatched(), {batch.id: batch.created_at})
                 pipe.zadd(keys.active_batches(), {batch.id: batch.created_at})
+                if batch.input_file_id:
+                    # The input file is kept past its own expiry while this batch runs.
+                    pipe.sadd(keys.file_batches(batch.input_file_id), batch.id)
                 await pipe.execute()
         try:
             await self.durability.settle()
@@ -100,6 +103,9 @@ class BatchStore:
                 pipe.zrem(keys.owner_batches(batch.owner), batch.id)
                 pipe.zrem(keys.undispatched(), batch.id)
                 pipe.zrem(keys.active_batches(), batch.id)
+                pipe.zrem(keys.retention_schedule(), batch.id)
+                if batch.input_file_id:
+                    pipe.srem(keys.file_batches(batch.input_file_id), batch.id)
                 await pipe.execute()
 
         await self.durability.take_back(undo, f"batch {batch.id}")
@@ -113,6 +119,8 @@ class BatchStore:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.batch(batch.id), mapping=batch.as_failed_hash(errors))  # type: ignore[arg-type]
                 pipe.zadd(keys.owner_batches(batch.owner), {batch.id: order})
+                # Ended as it was made: its retention starts now.
+                pipe.zadd(keys.retention_schedule(), {batch.id: batch.created_at + batch.retention})
                 await pipe.execute()
         try:
             await self.durability.settle()

@@ -2,7 +2,7 @@ local batch, results, usage, failed_bits = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', batch) == 0 then return {0, ''} end
 local now = ARGV[1]
 local added = 0
-for i = 4, #ARGV, 6 do
+for i = 5, #ARGV, 6 do
   local index, line, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('HSETNX', results, index, line) == 1 then
     added = added + 1
@@ -26,7 +26,7 @@ for i = 4, #ARGV, 6 do
 end
 if added == 0 then return {0, ''} end
 local f = redis.call('HMGET', batch, 'completed', 'failed', 'total', 'status', 'expired_lines',
-                     'owner', 'id', 'output_bytes', 'error_bytes')
+                     'owner', 'id', 'output_bytes', 'error_bytes', 'retention')
 -- Progress: the sweeper re-queues only batches that stop making any.
 redis.call('ZADD', KEYS[8], 'XX', now, f[7])
 local completed, failed, total = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
@@ -38,12 +38,16 @@ end
 local final = 'completed'
 if status == 'cancelling' then final = 'cancelled'
 elseif tonumber(f[5] or '0') > 0 then final = 'expired' end
-redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now)
+-- Retention starts as the batch ends: on the reaper's schedule in this same step.
+local removed_at = tonumber(now) + (tonumber(f[10]) or tonumber(ARGV[4]))
+redis.call('HSET', batch, 'status', final, 'finalizing_at', now, final .. '_at', now,
+           'data_expires_at', removed_at)
 redis.call('ZREM', KEYS[8], f[7])
+redis.call('ZADD', KEYS[9], removed_at, f[7])
 local function create_file(key, id, kind, size)
   redis.call('HSET', key, 'id', id, 'owner', f[6], 'bytes', size, 'created_at', now,
              'filename', f[7] .. '_' .. kind .. '.jsonl', 'purpose', 'batch_output',
-             'batch_id', f[7], 'kind', kind)
+             'batch_id', f[7], 'kind', kind, 'expires_at', removed_at)
   redis.call('ZADD', KEYS[7], now, id)
   redis.call('HSET', batch, kind .. '_file_id', id)
 end

@@ -19,6 +19,8 @@ TIMESTAMP_FIELDS = (
     "expired_at",
     "cancelling_at",
     "cancelled_at",
+    # When the batch's data is removed: set in the step that ends it.
+    "data_expires_at",
 )
 COUNTER_FIELDS = ("total", "completed", "failed", "input_tokens", "output_tokens")
 OPTIONAL_TEXT_FIELDS = ("input_file_id", "output_file_id", "error_file_id")
@@ -38,6 +40,8 @@ class BatchRecord:
     counters: dict[str, int]
     files: dict[str, str | None] = field(default_factory=dict)
     errors: list[dict[str, Any]] | None = None
+    # The client's ``output_expires_after.seconds``, if it gave one.
+    output_expires_after: int | None = None
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> BatchRecord:
@@ -56,6 +60,9 @@ class BatchRecord:
             counters={name: int(text.get(name, "0")) for name in COUNTER_FIELDS},
             files={name: text.get(name) or None for name in OPTIONAL_TEXT_FIELDS},
             errors=orjson.loads(text["errors"]) if text.get("errors") else None,
+            output_expires_after=int(text["output_expires_after"])
+            if text.get("output_expires_after")
+            else None,
         )
 
 
@@ -74,6 +81,9 @@ class NewBatch:
     input_file_id: str | None = None
     # Lines per stored page of the batch's input.
     page_lines: int = 1
+    # Seconds the batch and its data are kept once it ends, and the client's own choice.
+    retention: int = 30 * 24 * 3600
+    output_expires_after: int | None = None
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -92,7 +102,10 @@ class NewBatch:
             "input_tokens": 0,
             "output_tokens": 0,
             "page_lines": self.page_lines,
+            "retention": self.retention,
         }
+        if self.output_expires_after is not None:
+            fields["output_expires_after"] = self.output_expires_after
         if self.input_file_id:
             fields["input_file_id"] = self.input_file_id
         return fields
@@ -104,6 +117,7 @@ class NewBatch:
             status=BatchStatus.FAILED.value,
             total=0,
             failed_at=self.created_at,
+            data_expires_at=self.created_at + self.retention,
             errors=orjson.dumps(errors).decode(),
         )
         del fields["in_progress_at"]

@@ -28,8 +28,9 @@ OUTPUT_PAGE = 1000  # a multiple of 8: see iter_output
 ResultSelection = Literal["all", "succeeded", "failed"]
 
 # KEYS: batch, results, model usage, failed bitmap, output file, error file, owner's files,
-#       active batches.
-# ARGV: now, output file id, error file id, then per result:
+#       active batches, retention schedule.
+# ARGV: now, output file id, error file id, retention of a batch stored without one (seconds),
+#   then per result:
 #   index, output line, outcome, input tokens, output tokens, priced model.
 _RECORD_RESULTS = lua_script("record_results.lua")
 
@@ -46,8 +47,9 @@ def _is_failed(bitmap: bytes, index: int) -> bool:
 class ResultStore:
     """Reads the lines a worker must run and records what they gave."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, retention: int = 30 * 24 * 3600) -> None:
         self.redis = redis
+        self.retention = retention
         self._record = redis.register_script(_RECORD_RESULTS)
 
     async def load_chunk(self, batch_id: str, start: int, stop: int) -> ChunkState:
@@ -92,7 +94,7 @@ class ResultStore:
         """Record each result unless one is already there; returns how many were new."""
         if not results:
             return 0
-        args: list[Any] = [now, new_file_id(), new_file_id()]
+        args: list[Any] = [now, new_file_id(), new_file_id(), self.retention]
         for result in results:
             args += [
                 result.index,
@@ -112,6 +114,7 @@ class ResultStore:
                 keys.file(str(args[2])),
                 keys.owner_files(owner),
                 keys.active_batches(),
+                keys.retention_schedule(),
             ],
             args=args,
         )

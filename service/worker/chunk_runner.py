@@ -31,10 +31,13 @@ from service.redis_server import connect_async
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
+from service.store.files import RedisFileStore
 from service.store.lifecycle import EXPIRED, BatchStatus, StopReason, stop_reason
 from service.store.records import LineResult
 from service.store.results import ResultStore
+from service.store.retention import BatchRemoval
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
+from service.worker.reaper import Reaper
 from service.worker.result_recorder import ResultRecorder
 from service.worker.sweeper import Sweeper
 
@@ -83,7 +86,9 @@ class ChunkRunner:
     def _resources(self) -> tuple[ResultStore, LineContext, asyncio.Semaphore]:
         # Built on first use so they belong to the event loop that runs the chunks.
         if self._results is None or self._context is None or self._semaphore is None:
-            self._results = ResultStore(connect_async(self.redis_url))
+            self._results = ResultStore(
+                connect_async(self.redis_url), self.settings.retention_seconds()
+            )
             share = CapacityShare(self.redis_url, Priority.BATCH)
             backend = build_backend(self.settings, share)
             self._context = LineContext(
@@ -195,7 +200,7 @@ class ChunkRunner:
 
 
 class _WorkerLifecycle(Middleware):
-    """Starts the heartbeat and the sweeper with the worker; closes connections at the end."""
+    """Starts the heartbeat, sweeper and reaper with the worker; closes connections at the end."""
 
     def __init__(self, runner: ChunkRunner, settings: Settings, redis_url: str) -> None:
         self.runner = runner
@@ -203,6 +208,7 @@ class _WorkerLifecycle(Middleware):
         self.redis_url = redis_url
         self._stop = threading.Event()
         self._sweep: Any = None
+        self._reap: Any = None
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         # The broker counts a worker dead when it issues no command for the heartbeat
@@ -220,6 +226,12 @@ class _WorkerLifecycle(Middleware):
             store = BatchStore(redis, durability)
             sweeper = Sweeper(self.settings, store, dispatcher)
             self._sweep = asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop_thread.loop)
+            reaper = Reaper(
+                self.settings,
+                BatchRemoval(redis, durability, self.settings.reap_step),
+                RedisFileStore(redis, durability),
+            )
+            self._reap = asyncio.run_coroutine_threadsafe(reaper.run_forever(), loop_thread.loop)
 
     def _beat(self, broker: Any, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -230,8 +242,9 @@ class _WorkerLifecycle(Middleware):
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         self._stop.set()
-        if self._sweep is not None:
-            self._sweep.cancel()
+        for task in (self._sweep, self._reap):
+            if task is not None:
+                task.cancel()
         loop_thread = get_event_loop_thread()
         if loop_thread is not None:
             loop_thread.run_coroutine(self.runner.stop_chunks(STOP_GRACE_SECONDS))
