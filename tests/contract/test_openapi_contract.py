@@ -32,6 +32,7 @@ OPERATIONS = [
     ("GET", "/v1/batches/{batch_id}"),
     ("POST", "/v1/batches/{batch_id}/cancel"),
     ("GET", "/v1/batches/{batch_id}/output"),
+    ("DELETE", "/v1/batches/{batch_id}"),
     ("POST", "/v1/files"),
     ("GET", "/v1/files"),
     ("GET", "/v1/files/{file_id}"),
