@@ -12,6 +12,8 @@ import pytest
 import redis
 
 from service.store import keys
+from standins.upstream import StandinUpstream
+from tests.conftest import UPSTREAM_KEY
 from tests.support.batches import line, submit, to_jsonl, wait_finished
 from tests.support.file_content import has_content
 from tests.support.redis_for_tests import real_redis
@@ -241,3 +243,41 @@ def test_an_invalid_file_expires_after_is_a_400_that_stores_nothing(
         assert response.status_code == 400, response.text
         assert response.json()["error"]["param"] == f"expires_after.{param}"
         assert client.get("/v1/files").json()["data"] == before
+
+
+def test_an_expired_upload_is_kept_while_a_batch_made_from_it_runs(
+    redis_url: str, upstream: StandinUpstream, tmp_path: Path
+) -> None:
+    # Given a service keeping uploads 2 s, and a batch from a file whose one line's
+    # upstream call cannot end before the 8 s call timeout
+    service = start_service(
+        redis_url,
+        tmp_path,
+        retention="2s",
+        sweep_interval="0.5",
+        llm_base_url=upstream.base_url,
+        llm_api_key=UPSTREAM_KEY,
+        llm_model="standin-model",
+        llm_timeout="8",
+        llm_max_attempts="1",
+    )
+    try:
+        with service.client() as client:
+            slow = [line("slow", {"model": "summarize", "text": "Wait. [[slow:60]]"})]
+            file = _upload(client, to_jsonl(slow)).json()
+            batch_id = _from_file(client, file["id"]).json()["id"]
+
+            # When its expiry has passed by several reaper rounds while the batch runs
+            while time.time() < file["expires_at"] + 3:
+                time.sleep(0.2)
+
+            # Then the file is still there
+            assert client.get(f"/v1/batches/{batch_id}").json()["status"] == "in_progress"
+            assert client.get(f"/v1/files/{file['id']}").status_code == 200
+            assert has_content(redis_url, file["id"])
+            # And once the batch has ended, the file goes too
+            wait_finished(client, batch_id)
+            assert _eventually(lambda: client.get(f"/v1/files/{file['id']}").status_code == 404)
+            assert not has_content(redis_url, file["id"])
+    finally:
+        service.stop()
