@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     # Results, line pages or keys the reaper (and a delete) removes per Redis command.
     reap_step: int = Field(default=1000, ge=1, le=100_000)
 
+    # Where uploaded files' bytes live: "redis", or "s3://bucket/prefix" (credentials from
+    # the standard AWS settings); the endpoint for an S3-compatible server other than AWS.
+    file_store: str = Field(
+        default="redis", pattern=r"^(redis|s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?)$"
+    )
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
     # Input limits
     max_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     max_lines: int = Field(default=50_000, ge=1)

@@ -27,7 +27,7 @@ from service.redis_server import connect_async
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
-from service.store.files import RedisFileStore
+from service.store.files.opening import open_file_store
 from service.store.prompt_cache import TemplateCache, TemplateLimits
 from service.store.prompts import PromptStore
 from service.store.results import ResultStore
@@ -139,7 +139,16 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         with contextlib.suppress(RouterUnavailable):
             await durability.probe()
         store = BatchStore(redis, durability)
-        file_store = RedisFileStore(redis, durability)
+        closing = contextlib.AsyncExitStack()
+        file_store = await closing.enter_async_context(
+            open_file_store(
+                settings.file_store,
+                redis,
+                durability,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_region=settings.s3_region,
+            )
+        )
         templates = TemplateCache(
             TemplateLimits(
                 per_key_chars=settings.template_cache_chars_per_key,
@@ -167,6 +176,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         try:
             yield
         finally:
+            await closing.aclose()
             if app.state.textbatch.upstream_probe is not None:
                 await app.state.textbatch.upstream_probe.aclose()
             await app.state.textbatch.submitter.drain()

@@ -31,13 +31,11 @@ from service.redis_server import connect_async
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
-from service.store.files import RedisFileStore
 from service.store.lifecycle import EXPIRED, BatchStatus, StopReason, stop_reason
 from service.store.records import LineResult
 from service.store.results import ResultStore
-from service.store.retention import BatchRemoval
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
-from service.worker.reaper import Reaper
+from service.worker.reaper import run_reaper
 from service.worker.result_recorder import ResultRecorder
 from service.worker.sweeper import Sweeper
 
@@ -226,12 +224,9 @@ class _WorkerLifecycle(Middleware):
             store = BatchStore(redis, durability)
             sweeper = Sweeper(self.settings, store, dispatcher)
             self._sweep = asyncio.run_coroutine_threadsafe(sweeper.run_forever(), loop_thread.loop)
-            reaper = Reaper(
-                self.settings,
-                BatchRemoval(redis, durability, self.settings.reap_step),
-                RedisFileStore(redis, durability),
+            self._reap = asyncio.run_coroutine_threadsafe(
+                run_reaper(self.settings, redis, durability), loop_thread.loop
             )
-            self._reap = asyncio.run_coroutine_threadsafe(reaper.run_forever(), loop_thread.loop)
 
     def _beat(self, broker: Any, interval: float) -> None:
         while not self._stop.wait(interval):

@@ -14,11 +14,14 @@ import logging
 import secrets
 import time
 
+import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from service.settings import Settings
 from service.store import keys
+from service.store.durability import DiskDurability
 from service.store.files import FileStore
+from service.store.files.opening import open_file_store
 from service.store.retention import BatchRemoval
 
 log = logging.getLogger(__name__)
@@ -74,3 +77,16 @@ class Reaper:
             except Exception:
                 log.exception("reaper: round failed")
             await asyncio.sleep(self.settings.sweep_interval)
+
+
+async def run_reaper(settings: Settings, redis: aioredis.Redis, durability: DiskDurability) -> None:
+    """Open the configured file store and reap until cancelled."""
+    async with open_file_store(
+        settings.file_store,
+        redis,
+        durability,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+    ) as files:
+        reaper = Reaper(settings, BatchRemoval(redis, durability, settings.reap_step), files)
+        await reaper.run_forever()
