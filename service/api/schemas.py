@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 
 from service.api.batch_progress import BatchProgress, batch_progress
 from service.llm.pricing import CostSummary
@@ -45,6 +45,17 @@ class BatchError(BaseModel):
 class BatchErrors(BaseModel):
     object: Literal["list"] = "list"
     data: list[BatchError]
+
+
+EXPIRES_AFTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "anchor": {"type": "string", "enum": ["created_at"]},
+        "seconds": {"type": "integer", "minimum": 3600, "maximum": 30 * 24 * 3600},
+    },
+    "required": ["anchor", "seconds"],
+    "additionalProperties": False,
+}
 
 
 class ExpiresAfter(BaseModel):
@@ -139,7 +150,11 @@ class BatchCreate(BaseModel):
     endpoint: str | None = None
     completion_window: str | None = None
     metadata: dict[str, str] | None = None
-    output_expires_after: ExpiresAfter | None = None
+    # Inline, not a $ref: this schema is copied into the route's request body, where a
+    # reference to $defs would point nowhere.
+    output_expires_after: Annotated[
+        ExpiresAfter | None, WithJsonSchema({"anyOf": [EXPIRES_AFTER_SCHEMA, {"type": "null"}]})
+    ] = None
 
 
 class BatchDeleted(BaseModel):
