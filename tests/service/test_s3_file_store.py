@@ -13,6 +13,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.support.batches import line, to_jsonl, wait_finished
+from tests.support.redis_for_tests import real_redis
 from tests.support.service import RunningService, free_port, start_service
 
 BUCKET = "textbatch-files"
@@ -49,20 +50,21 @@ def _objects(s3: Any) -> list[str]:
 
 
 @pytest.fixture
-def service(
-    redis_url: str, s3_endpoint: str, bucket: Any, tmp_path: Path
-) -> Iterator[RunningService]:
-    running = start_service(
-        redis_url,
-        tmp_path,
-        file_store=f"s3://{BUCKET}/{PREFIX}",
-        s3_endpoint_url=s3_endpoint,
-        s3_region="us-east-1",
-        retention="3s",
-        sweep_interval="0.5",
-    )
-    yield running
-    running.stop()
+def service(s3_endpoint: str, bucket: Any, tmp_path: Path) -> Iterator[RunningService]:
+    # A Redis of its own: every process on one Redis must keep files in the same store,
+    # and the session's services keep theirs in Redis.
+    with real_redis() as redis_url:
+        running = start_service(
+            redis_url,
+            tmp_path,
+            file_store=f"s3://{BUCKET}/{PREFIX}",
+            s3_endpoint_url=s3_endpoint,
+            s3_region="us-east-1",
+            retention="3s",
+            sweep_interval="0.5",
+        )
+        yield running
+        running.stop()
 
 
 def test_files_kept_in_s3_are_streamed_used_deleted_and_expired(
