@@ -10,6 +10,7 @@
     ├── NotFound                        404 unknown, or another key's
     ├── Conflict                        409 e.g. batch_not_finished
     ├── RouterUnavailable               503 Redis cannot take the work
+    ├── FileStoreUnavailable            503 the S3 file store fails or is away
     ├── StorageFull                     507 the data directory's disk is full
     └── LLMError                        502 an upstream call failed for good
         ├── UpstreamRateLimited         429s until the attempts ran out
@@ -158,6 +159,14 @@ class RouterUnavailable(TextbatchError):
     status_code = 503
     error_type = "server_error"
     code = "batch_router_unavailable"
+
+
+class FileStoreUnavailable(TextbatchError):
+    """The object store holding uploaded files failed or cannot be reached."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "file_store_unavailable"
 
 
 class StorageFull(TextbatchError):

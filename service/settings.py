@@ -140,6 +140,19 @@ class Settings(BaseSettings):
 
     # Batch lifecycle
     completion_window: str = Field(default="24h", pattern=r"^[1-9][0-9]*[smh]$")
+    # How long a batch and its data are kept once it ends, and an upload once stored:
+    # seconds, or a number with s, m, h or d. A batch's output_expires_after overrides it.
+    retention: str = Field(default="30d", pattern=r"^[1-9][0-9]{0,9}[smhd]?$")
+    # Results, line pages or keys the reaper (and a delete) removes per Redis command.
+    reap_step: int = Field(default=1000, ge=1, le=100_000)
+
+    # Where uploaded files' bytes live: "redis", or "s3://bucket/prefix" (credentials from
+    # the standard AWS settings); the endpoint for an S3-compatible server other than AWS.
+    file_store: str = Field(
+        default="redis", pattern=r"^(redis|s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?)$"
+    )
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
 
     # Input limits
     max_body_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
@@ -242,6 +255,13 @@ class Settings(BaseSettings):
         """Names of the upstreams that take a caller's own key (``default`` for the default)."""
         named = [name for name, upstream in self.upstreams.items() if upstream.byok]
         return (["default"] if self.llm_byok and self.llm_base_url else []) + named
+
+    def retention_seconds(self) -> int:
+        """``retention`` in seconds."""
+        unit = self.retention[-1]
+        if unit.isdigit():
+            return int(self.retention)
+        return int(self.retention[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
     def configured_api_keys(self) -> list[str]:
         """The keys given in ``TEXTBATCH_API_KEYS``, without blanks."""

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,10 +38,11 @@ from service.redis_server import connect_async
 from service.settings import Settings
 from service.store.batches import BatchStore
 from service.store.durability import DiskDurability
-from service.store.files import FileStore
+from service.store.files.opening import open_file_store
 from service.store.prompt_cache import TemplateCache, TemplateLimits
 from service.store.prompts import PromptStore
 from service.store.results import ResultStore
+from service.store.retention import BatchRemoval
 from service.worker.queue import ChunkDispatcher, build_broker
 
 MAX_SHOWN_ENCODING_CHARS = 40
@@ -150,7 +150,16 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         with contextlib.suppress(RouterUnavailable):
             await durability.probe()
         store = BatchStore(redis, durability)
-        file_store = FileStore(redis, settings.data_dir / "files", durability)
+        closing = contextlib.AsyncExitStack()
+        file_store = await closing.enter_async_context(
+            open_file_store(
+                settings.file_store,
+                redis,
+                durability,
+                s3_endpoint_url=settings.s3_endpoint_url,
+                s3_region=settings.s3_region,
+            )
+        )
         templates = TemplateCache(
             TemplateLimits(
                 per_key_chars=settings.template_cache_chars_per_key,
@@ -159,7 +168,6 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
             )
         )
         prompt_store = PromptStore(redis, durability, templates)
-        await anyio.to_thread.run_sync(file_store.remove_abandoned_uploads)
         dispatcher = ChunkDispatcher(broker, settings.queue_name, settings.chunk_size)
         app.state.metrics_registry, close_metrics = build_registry(settings, dispatcher, redis_url)
         stop_metrics_port = start_metrics_port(settings, app.state.metrics_registry)
@@ -167,7 +175,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
             settings=settings,
             keyring=resolved_keyring,
             store=store,
-            results=ResultStore(redis),
+            results=ResultStore(redis, settings.retention_seconds()),
             files=file_store,
             submitter=Submitter(settings, store, dispatcher, upstreams.route_fault, prompt_store),
             idempotency=IdempotencyStore(redis),
@@ -175,6 +183,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
             upstreams=upstreams,
             prices=prices,
             prompts=prompt_store,
+            removal=BatchRemoval(redis, durability, settings.reap_step),
             upstream_probe=build_probe(settings),
         )
         try:
@@ -182,6 +191,7 @@ def create_app(settings: Settings, redis_url: str, keyring: Keyring | None = Non
         finally:
             stop_metrics_port()
             close_metrics()
+            await closing.aclose()
             if app.state.textbatch.upstream_probe is not None:
                 await app.state.textbatch.upstream_probe.aclose()
             await app.state.textbatch.submitter.drain()

@@ -27,6 +27,7 @@ from service.intake.options import (
     BatchOptions,
     check_endpoint,
     check_lane,
+    output_expires_after,
     validate_metadata,
     window_seconds,
 )
@@ -48,7 +49,15 @@ JSONL_TYPES = frozenset(
     }
 )
 JSON_FIELDS = frozenset(
-    {"input_file_id", "requests", "endpoint", "completion_window", "metadata", "lane"}
+    {
+        "input_file_id",
+        "requests",
+        "endpoint",
+        "completion_window",
+        "metadata",
+        "lane",
+        "output_expires_after",
+    }
 )
 
 
@@ -82,6 +91,7 @@ def _options(payload: dict[str, Any], state: AppState) -> BatchOptions:
         metadata=validate_metadata(payload.get("metadata")),
         input_file_id=input_file_id,
         lane=check_lane(payload.get("lane")),
+        retention=output_expires_after(payload.get("output_expires_after")),
     )
 
 

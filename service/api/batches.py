@@ -1,4 +1,4 @@
-"""``/v1/batches``: submit, list, read, cancel a batch and stream its output."""
+"""``/v1/batches``: submit, list, read, cancel and delete a batch, and stream its output."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from service.api.batch_intake import prepare_from_prompt, prepare_submission
 from service.api.deps import AppState, ChoiceDep, JsonBody, PrincipalDep, StateDep
 from service.api.object_ids import known_batch_id
 from service.api.prompt_schemas import BatchFromPrompt, json_request_body
-from service.api.schemas import ERROR_RESPONSES, BatchCreate, BatchList, BatchPublic
+from service.api.schemas import (
+    ERROR_RESPONSES,
+    BatchCreate,
+    BatchDeleted,
+    BatchList,
+    BatchPublic,
+)
 from service.errors import Conflict
 from service.intake.idempotency import check_key
 from service.intake.submit import Prepared, submit
@@ -167,6 +173,17 @@ async def cancel_batch(batch_id: str, state: StateDep, principal: PrincipalDep) 
         known_batch_id(batch_id), principal.owner, int(time.time())
     )
     return await batch_view(state, record)
+
+
+@router.delete("/{batch_id}", response_model=BatchDeleted)
+async def delete_batch(batch_id: str, state: StateDep, principal: PrincipalDep) -> BatchDeleted:
+    """Remove a finished batch and free its lines, results and output files at once.
+
+    A batch still running is a 409 ``batch_running``: cancel it, then delete it once
+    it has ended. Its input file is a file of its own and stays.
+    """
+    await state.removal.delete(known_batch_id(batch_id), principal.owner)
+    return BatchDeleted(id=batch_id, deleted=True)
 
 
 MAX_MERGED = 20

@@ -29,6 +29,7 @@ from service.store.batches import BatchStore
 from service.store.files import FileStore
 from service.store.prompts import PromptStore
 from service.store.results import ResultStore
+from service.store.retention import BatchRemoval
 
 
 @dataclass(slots=True)
@@ -46,6 +47,7 @@ class AppState:
     upstreams: UpstreamRouter
     prices: PriceTable
     prompts: PromptStore
+    removal: BatchRemoval
     # The default upstream's liveness for /readyz; None with the offline engine.
     upstream_probe: UpstreamProbe | None = None
 

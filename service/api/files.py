@@ -16,6 +16,11 @@ from service.api.deps import PrincipalDep, StateDep
 from service.api.object_ids import known_file_id
 from service.api.schemas import ERROR_RESPONSES
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from service.intake.options import (
+    MAX_EXPIRES_AFTER_SECONDS,
+    MIN_EXPIRES_AFTER_SECONDS,
+    expires_after_seconds,
+)
 from service.store.files import FileKind, FileRecord, IncomingFile
 
 router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERROR_RESPONSES)
@@ -48,6 +53,7 @@ class FilePublic(BaseModel):
             created_at=record.created_at,
             filename=record.filename,
             purpose=record.purpose,
+            expires_at=record.expires_at,
         )
 
 
@@ -66,7 +72,7 @@ class FileDeleted(BaseModel):
 
 
 class _UploadForm:
-    """Feeds a multipart body through the streaming parser, the ``file`` part to disk."""
+    """Feeds a multipart body through the streaming parser, the ``file`` part to the store."""
 
     def __init__(self, boundary: bytes, incoming: IncomingFile) -> None:
         self.incoming = incoming
@@ -174,6 +180,12 @@ class _UploadForm:
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
                             "purpose": {"type": "string", "enum": sorted(UPLOAD_PURPOSES)},
+                            "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+                            "expires_after[seconds]": {
+                                "type": "integer",
+                                "minimum": MIN_EXPIRES_AFTER_SECONDS,
+                                "maximum": MAX_EXPIRES_AFTER_SECONDS,
+                            },
                         },
                     }
                 }
@@ -182,7 +194,11 @@ class _UploadForm:
     },
 )
 async def upload_file(request: Request, state: StateDep, principal: PrincipalDep) -> FilePublic:
-    """Stream one multipart upload to disk and store it as a file of the caller's."""
+    """Stream one multipart upload to the file store and keep it as a file of the caller's.
+
+    ``expires_after[anchor]=created_at`` and ``expires_after[seconds]`` (1 hour to 30
+    days) set when it is removed; otherwise the service's retention does.
+    """
     content_type, options = parse_options_header(request.headers.get("content-type"))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -210,12 +226,30 @@ async def upload_file(request: Request, state: StateDep, principal: PrincipalDep
                 param="purpose",
             )
         record = await state.files.commit_upload(
-            incoming, owner=principal.owner, filename=form.filename, purpose=purpose
+            incoming,
+            owner=principal.owner,
+            filename=form.filename,
+            purpose=purpose,
+            keep_seconds=_keep_seconds(form.fields, state.settings.retention_seconds()),
         )
     except BaseException:
         await incoming.discard()
         raise
     return FilePublic.from_record(record)
+
+
+def _keep_seconds(fields: dict[str, bytearray], default: int) -> int:
+    """How long an upload is kept: its ``expires_after`` fields, checked, or ``default``."""
+    anchor = fields.get("expires_after[anchor]")
+    seconds = fields.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return default
+    seconds_text = (seconds or bytearray()).decode("utf-8", "replace").strip()
+    # A form field is text: a whole number of up to 10 digits is read as one.
+    number = int(seconds_text) if seconds_text.isdigit() and len(seconds_text) <= 10 else None
+    return expires_after_seconds(
+        (anchor or bytearray()).decode("utf-8", "replace").strip(), number, "expires_after"
+    )
 
 
 @router.get("", response_model=FileList)
@@ -286,6 +320,9 @@ async def file_content(file_id: str, state: StateDep, principal: PrincipalDep) -
 
 @router.delete("/{file_id}", response_model=FileDeleted)
 async def delete_file(file_id: str, state: StateDep, principal: PrincipalDep) -> FileDeleted:
-    """Delete the file's metadata and, for an upload, its bytes."""
+    """Delete the file and free its bytes at once.
+
+    A batch made from it keeps running: it holds its own copy of the lines.
+    """
     record = await state.files.delete(known_file_id(file_id), principal.owner)
     return FileDeleted(id=record.id, deleted=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 
 from service.api.batch_progress import BatchProgress, batch_progress
 from service.llm.pricing import CostSummary
@@ -67,6 +67,24 @@ class ProviderBatch(BaseModel):
     request_counts: dict[str, int]
 
 
+EXPIRES_AFTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "anchor": {"type": "string", "enum": ["created_at"]},
+        "seconds": {"type": "integer", "minimum": 3600, "maximum": 30 * 24 * 3600},
+    },
+    "required": ["anchor", "seconds"],
+    "additionalProperties": False,
+}
+
+
+class ExpiresAfter(BaseModel):
+    """A retention policy in the hosted API's shape: kept this long after ``anchor``."""
+
+    anchor: Literal["created_at"] = "created_at"
+    seconds: int
+
+
 class BatchPublic(BaseModel):
     """A batch as the hosted batch API shows it."""
 
@@ -101,6 +119,10 @@ class BatchPublic(BaseModel):
     provider: str | None = None
     provider_batch_id: str | None = None
     provider_batches: list[ProviderBatch] | None = None
+    # Retention: the client's policy, if any, and when the batch and its data are removed
+    # (set once it has ended; ``expires_at`` is the completion window's end).
+    output_expires_after: ExpiresAfter | None = None
+    data_expires_at: int | None = None
 
     @classmethod
     def from_record(
@@ -154,6 +176,10 @@ class BatchPublic(BaseModel):
             retried_by=record.retried_by,
             lane=record.lane,
             **_provider_fields(provider_batches),
+            output_expires_after=ExpiresAfter(seconds=record.output_expires_after)
+            if record.output_expires_after is not None
+            else None,
+            data_expires_at=stamps["data_expires_at"],
         )
 
 
@@ -177,6 +203,17 @@ class BatchCreate(BaseModel):
     completion_window: str | None = None
     metadata: dict[str, str] | None = None
     lane: Literal["direct", "native"] | None = None
+    # Inline, not a $ref: this schema is copied into the route's request body, where a
+    # reference to $defs would point nowhere.
+    output_expires_after: Annotated[
+        ExpiresAfter | None, WithJsonSchema({"anyOf": [EXPIRES_AFTER_SCHEMA, {"type": "null"}]})
+    ] = None
+
+
+class BatchDeleted(BaseModel):
+    id: str
+    object: Literal["batch"] = "batch"
+    deleted: bool
 
 
 class BatchList(BaseModel):

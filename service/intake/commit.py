@@ -95,6 +95,8 @@ class Submitter:
             retry_of=options.retry_of,
             lane=options.lane or self.settings.default_lane(),
             lane_chosen=options.lane is not None,
+            retention=options.retention or self.settings.retention_seconds(),
+            output_expires_after=options.retention,
         )
 
     async def commit(

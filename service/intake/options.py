@@ -29,6 +29,40 @@ def window_seconds(window: str) -> int:
     return seconds
 
 
+# The hosted API's bounds for a batch's output_expires_after and a file's expires_after.
+MIN_EXPIRES_AFTER_SECONDS = 3600
+MAX_EXPIRES_AFTER_SECONDS = 30 * 24 * 3600
+
+
+def expires_after_seconds(anchor: object, seconds: object, param: str) -> int:
+    """The seconds of an ``{"anchor": "created_at", "seconds": n}`` policy, checked."""
+    if anchor != "created_at":
+        raise InvalidRequest(f"{param}.anchor must be 'created_at'.", param=f"{param}.anchor")
+    if (
+        not isinstance(seconds, int)
+        or isinstance(seconds, bool)
+        or not MIN_EXPIRES_AFTER_SECONDS <= seconds <= MAX_EXPIRES_AFTER_SECONDS
+    ):
+        raise InvalidRequest(
+            f"{param}.seconds must be a whole number from {MIN_EXPIRES_AFTER_SECONDS} "
+            f"(1 hour) to {MAX_EXPIRES_AFTER_SECONDS} (30 days).",
+            param=f"{param}.seconds",
+        )
+    return seconds
+
+
+def output_expires_after(value: object) -> int | None:
+    """A batch's ``output_expires_after`` object in seconds, or None when not given."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"anchor", "seconds"}:
+        raise InvalidRequest(
+            'output_expires_after must be {"anchor": "created_at", "seconds": n}.',
+            param="output_expires_after",
+        )
+    return expires_after_seconds(value.get("anchor"), value.get("seconds"), "output_expires_after")
+
+
 def check_endpoint(endpoint: object) -> str:
     if not isinstance(endpoint, str) or endpoint not in PASSTHROUGH_URLS:
         allowed = ", ".join(f"'{url}'" for url in PASSTHROUGH_URLS)
@@ -52,6 +86,8 @@ class BatchOptions:
     retry_of: str | None = None
     # ``direct`` or ``native``, as the client asked; None: each line's upstream's default.
     lane: str | None = None
+    # Seconds the batch is kept once it ends, when the client chose (output_expires_after).
+    retention: int | None = None
 
 
 LANES = ("direct", "native")

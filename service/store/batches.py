@@ -95,6 +95,9 @@ class BatchStore:
                     )
                 if batch.retry_of:
                     pipe.rpush(keys.batch_retries(batch.retry_of), batch.id)
+                if batch.input_file_id:
+                    # The input file is kept past its own expiry while this batch runs.
+                    pipe.sadd(keys.file_batches(batch.input_file_id), batch.id)
                 await pipe.execute()
         try:
             await self.durability.settle()
@@ -124,6 +127,9 @@ class BatchStore:
                 pipe.hincrby(keys.batch_status_counts(), status.value, -1)
                 if batch.retry_of:
                     pipe.lrem(keys.batch_retries(batch.retry_of), 0, batch.id)
+                pipe.zrem(keys.retention_schedule(), batch.id)
+                if batch.input_file_id:
+                    pipe.srem(keys.file_batches(batch.input_file_id), batch.id)
                 await pipe.execute()
 
         await self.durability.take_back(undo, f"batch {batch.id}")
@@ -141,6 +147,8 @@ class BatchStore:
                 # webhook of the key wants it (such batches are rare, so no check first).
                 pipe.zadd(keys.webhook_outbox(), {f"{batch.id} batch.failed": batch.created_at})
                 pipe.hincrby(keys.batch_status_counts(), BatchStatus.FAILED.value, 1)
+                # Ended as it was made: its retention starts now.
+                pipe.zadd(keys.retention_schedule(), {batch.id: batch.created_at + batch.retention})
                 await pipe.execute()
         try:
             await self.durability.settle()

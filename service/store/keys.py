@@ -169,3 +169,31 @@ def native_batches(batch_id: str) -> str:
 def native_driver(batch_id: str) -> str:
     """String with a TTL: held by the one worker driving a native batch's upstream batches."""
     return f"{PREFIX}:batch:{batch_id}:native:driver"
+
+
+def file_content(file_id: str) -> str:
+    """List: an uploaded file's bytes in chunks of ``CONTENT_CHUNK_BYTES``, in order.
+
+    Expires while the upload is still arriving (an API that dies mid-upload leaves
+    nothing for long); made persistent in the step that stores the file's metadata.
+    """
+    return f"{PREFIX}:file:{file_id}:content"
+
+
+def file_batches(file_id: str) -> str:
+    """Set: batches made from an uploaded file; the file is kept while one of them runs."""
+    return f"{PREFIX}:file:{file_id}:batches"
+
+
+def retention_schedule() -> str:
+    """Sorted set: batch and file ids scored by when their data is to be removed.
+
+    A batch is added in the step that ends it, a file in the step that stores it; an id
+    leaves only once everything under it is gone, so a reaper that dies resumes.
+    """
+    return f"{PREFIX}:retention:schedule"
+
+
+def reaper_lock() -> str:
+    """String: held by the one worker removing expired batches and files."""
+    return f"{PREFIX}:reaper:lock"

@@ -20,6 +20,8 @@ TIMESTAMP_FIELDS = (
     "expired_at",
     "cancelling_at",
     "cancelled_at",
+    # When the batch's data is removed: set in the step that ends it.
+    "data_expires_at",
 )
 COUNTER_FIELDS = (
     "total",
@@ -55,6 +57,8 @@ class BatchRecord:
     # ``direct`` or ``native``; ``lane_chosen``: the client asked for it (else the default).
     lane: str = "direct"
     lane_chosen: bool = False
+    # The client's ``output_expires_after.seconds``, if it gave one.
+    output_expires_after: int | None = None
 
     @property
     def finished_lines(self) -> int:
@@ -83,6 +87,9 @@ class BatchRecord:
             retried_by=[item.decode() for item in retried_by],
             lane=text.get("lane", "direct"),
             lane_chosen=text.get("lane_chosen") == "1",
+            output_expires_after=int(text["output_expires_after"])
+            if text.get("output_expires_after")
+            else None,
         )
 
 
@@ -109,6 +116,9 @@ class NewBatch:
     retry_of: str | None = None
     lane: str = "direct"
     lane_chosen: bool = False
+    # Seconds the batch and its data are kept once it ends, and the client's own choice.
+    retention: int = 30 * 24 * 3600
+    output_expires_after: int | None = None
 
     def as_hash(self) -> dict[str, str | int]:
         fields: dict[str, str | int] = {
@@ -131,7 +141,10 @@ class NewBatch:
             "page_lines": self.page_lines,
             "lane": self.lane,
             "lane_chosen": int(self.lane_chosen),
+            "retention": self.retention,
         }
+        if self.output_expires_after is not None:
+            fields["output_expires_after"] = self.output_expires_after
         if self.input_file_id:
             fields["input_file_id"] = self.input_file_id
         if self.provider:
@@ -149,6 +162,7 @@ class NewBatch:
             status=BatchStatus.FAILED.value,
             total=0,
             failed_at=self.created_at,
+            data_expires_at=self.created_at + self.retention,
             errors=orjson.dumps(errors).decode(),
         )
         del fields["in_progress_at"]

@@ -29,8 +29,9 @@ ResultSelection = Literal["all", "succeeded", "failed"]
 
 # KEYS: batch, results, model usage, failed bitmap, output file, error file, owner's files,
 #       active batches, owner's webhooks, webhook outbox, status counts, the batch's
-#       provider key (deleted when the batch ends).
-# ARGV: now, output file id, error file id, then per result:
+#       provider key (deleted when the batch ends), retention schedule.
+# ARGV: now, output file id, error file id, retention of a batch stored without one (seconds),
+#   then per result:
 #   index, output line, outcome, input tokens, output tokens, priced model, cached tokens.
 _RECORD_RESULTS = lua_script("record_results.lua")
 
@@ -52,8 +53,9 @@ def _error_code(output_line: bytes) -> str | None:
 class ResultStore:
     """Reads the lines a worker must run and records what they gave."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, retention: int = 30 * 24 * 3600) -> None:
         self.redis = redis
+        self.retention = retention
         self._record = redis.register_script(_RECORD_RESULTS)
 
     async def load_chunk(self, batch_id: str, start: int, stop: int) -> ChunkState:
@@ -132,7 +134,7 @@ class ResultStore:
         """Record each result unless one is already there; returns how many were new."""
         if not results:
             return 0
-        args: list[Any] = [now, new_file_id(), new_file_id()]
+        args: list[Any] = [now, new_file_id(), new_file_id(), self.retention]
         for result in results:
             args += [
                 result.index,
@@ -157,6 +159,7 @@ class ResultStore:
                 keys.webhook_outbox(),
                 keys.batch_status_counts(),
                 keys.batch_provider_key(batch_id),
+                keys.retention_schedule(),
             ],
             args=args,
         )

@@ -39,6 +39,7 @@ from service.store.sealing import KeySeal, SealBroken
 from service.worker.line_metrics import FinishedLines
 from service.worker.native_runner import NativeRunner
 from service.worker.queue import RUN_CHUNK_ACTOR, ChunkDispatcher, build_broker
+from service.worker.reaper import run_reaper
 from service.worker.result_recorder import ResultRecorder
 from service.worker.sweeper import Sweeper
 from service.worker.webhook_delivery import BatchRenderer, WebhookDeliverer
@@ -100,7 +101,9 @@ class ChunkRunner:
     def _resources(self) -> tuple[ResultStore, LineContext, asyncio.Semaphore]:
         # Built on first use so they belong to the event loop that runs the chunks.
         if self._results is None or self._context is None or self._semaphore is None:
-            self._results = ResultStore(connect_async(self.redis_url))
+            self._results = ResultStore(
+                connect_async(self.redis_url), self.settings.retention_seconds()
+            )
             share = CapacityShare(self.redis_url, Priority.BATCH)
             backend = build_backend(self.settings, share)
             self._context = LineContext(
@@ -255,8 +258,8 @@ class ChunkRunner:
 
 
 class _WorkerLifecycle(Middleware):
-    """Starts the heartbeat, the sweeper and webhook deliveries with the worker; closes
-    connections at the end."""
+    """Starts the heartbeat, the sweeper, the reaper and webhook deliveries with the worker;
+    closes connections at the end."""
 
     def __init__(
         self, runner: ChunkRunner, settings: Settings, redis_url: str, render: BatchRenderer
@@ -268,6 +271,7 @@ class _WorkerLifecycle(Middleware):
         self._stop = threading.Event()
         self._sweep: Any = None
         self._deliver: Any = None
+        self._reap: Any = None
 
     def after_worker_boot(self, broker: Any, worker: Any) -> None:
         # The broker counts a worker dead when it issues no command for the heartbeat
@@ -289,6 +293,9 @@ class _WorkerLifecycle(Middleware):
             self._deliver = asyncio.run_coroutine_threadsafe(
                 deliverer.run_forever(), loop_thread.loop
             )
+            self._reap = asyncio.run_coroutine_threadsafe(
+                run_reaper(self.settings, redis, durability), loop_thread.loop
+            )
 
     def _beat(self, broker: Any, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -299,7 +306,7 @@ class _WorkerLifecycle(Middleware):
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         self._stop.set()
-        for loop_task in (self._sweep, self._deliver):
+        for loop_task in (self._sweep, self._deliver, self._reap):
             if loop_task is not None:
                 loop_task.cancel()
         loop_thread = get_event_loop_thread()

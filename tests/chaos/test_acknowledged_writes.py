@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from service.redis_server import EmbeddedValkey
+from service.store.files import CONTENT_CHUNK_BYTES
 from tests.support.batches import line, submit, to_jsonl
 from tests.support.prompts import user
 from tests.support.service import RunningService, free_port, start_service
@@ -137,7 +138,8 @@ def batch_from_bad_file(h: Harness) -> Callable[[Harness], None]:
 
 
 def file_upload(h: Harness) -> Callable[[Harness], None]:
-    content = to_jsonl(_batch_lines("f"))
+    # Over two chunks: every chunk, not just the metadata, must be on disk.
+    content = to_jsonl(_batch_lines("f")) * (5 * CONTENT_CHUNK_BYTES // 2 // 300)
     file_id = _upload(h.client, content)
 
     def check(h: Harness) -> None:
@@ -153,6 +155,21 @@ def file_delete(h: Harness) -> Callable[[Harness], None]:
 
     def check(h: Harness) -> None:
         assert h.get(f"/v1/files/{file_id}").status_code == 404
+
+    return check
+
+
+def batch_delete(h: Harness) -> Callable[[Harness], None]:
+    """A finished batch (here: failed at once) deleted stays deleted."""
+    file_id = _upload(h.client, b'{"custom_id": "x"}\n')
+    body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions"}
+    batch_id = _ok(h.client.post("/v1/batches", json=body))["id"]
+    _ok(h.client.delete(f"/v1/batches/{batch_id}"))
+
+    def check(h: Harness) -> None:
+        assert h.get(f"/v1/batches/{batch_id}").status_code == 404
+        listed = [item["id"] for item in _ok(h.get("/v1/batches"))["data"]]  # type: ignore[attr-defined]
+        assert batch_id not in listed
 
     return check
 
@@ -212,6 +229,7 @@ WRITES: list[Write] = [
     batch_from_prompt,
     batch_from_bad_file,
     batch_cancel,
+    batch_delete,
     file_upload,
     file_delete,
     prompt_create,

@@ -62,7 +62,13 @@ def test_replacement_worker_runs_the_rest_with_the_callers_key(
             service.stop()
         authorizations = set(upstream.authorizations)
 
-    assert batch["request_counts"] == {"total": LINES, "completed": LINES, "failed": 0, "cancelled": 0, "expired": 0}
+    assert batch["request_counts"] == {
+        "total": LINES,
+        "completed": LINES,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert sorted(item["custom_id"] for item in output) == [f"k-{n:04d}" for n in range(LINES)]
     # Every call, before and after the kill, carried the caller's key and no other.
     assert authorizations == {f"Bearer {CALLER_TOKEN}"}

@@ -1,7 +1,8 @@
 """A full disk under the data directory: 507 naming it, not ready, and nothing half-written.
 
 The data directory is a small tmpfs (mounting one needs root), holding the
-uploads and the embedded Valkey's files, as ``textbatch api`` lays them out.
+embedded Valkey's files, as ``textbatch api`` lays them out; uploads are kept in
+that Valkey, so a full disk refuses them the way it refuses a batch.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.embedded_access import embedded_password, embedded_port, redis_url
+from service.store.files import CONTENT_CHUNK_BYTES
 from tests.support.batches import line, submit, to_jsonl
+from tests.support.file_content import uploads_in_progress
 from tests.support.service import free_port, wait_until_answering
 
 KEY = "disk-full-key"
@@ -112,8 +116,9 @@ def test_a_full_disk_is_a_507_and_not_ready_and_keeps_nothing(
     filler = _fill(small_disk)
 
     # Then an upload is a 507 naming the data directory, and leaves no partial file
-    _is_storage_full(_upload(client, to_jsonl(_lines("late")) * 200), small_disk)
-    assert list((small_disk / "files" / "incoming").glob("*")) == []
+    # (several chunks, so some reach Redis before it refuses them)
+    late_file = to_jsonl(_lines("late")) * (3 * CONTENT_CHUNK_BYTES // 400)
+    _is_storage_full(_upload(client, late_file), small_disk)
     # And a batch submission is a 507 too
     _is_storage_full(submit(client, _lines("late")), small_disk)
     # And the service says it is not ready
@@ -132,6 +137,13 @@ def test_a_full_disk_is_a_507_and_not_ready_and_keeps_nothing(
     assert _batch_ids(client) == [kept_batch]
     file_ids = [item["id"] for item in client.get("/v1/files").json()["data"]]
     assert file_ids == [kept_file]
+    # And the refused upload's chunks are taken back too
+    embedded = redis_url(embedded_port(small_disk, None), embedded_password(small_disk))
+    deadline = time.monotonic() + 15
+    while uploads_in_progress(embedded) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert uploads_in_progress(embedded) == []
+    assert client.get(f"/v1/files/{kept_file}/content").content == to_jsonl(_lines("file"))
     assert submit(client, _lines("after")).status_code == 200
 
 

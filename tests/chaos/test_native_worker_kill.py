@@ -58,9 +58,21 @@ def test_killed_native_worker_resumes_the_same_upstream_batch(
     ]
     assert len(ours) == 1
     assert ours[0]["id"] == done["provider_batch_id"]
-    assert ours[0]["request_counts"] == {"total": LINES, "completed": LINES, "failed": 0, "cancelled": 0, "expired": 0}
+    assert ours[0]["request_counts"] == {
+        "total": LINES,
+        "completed": LINES,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert done["status"] == "completed"
-    assert done["request_counts"] == {"total": LINES, "completed": LINES, "failed": 0, "cancelled": 0, "expired": 0}
+    assert done["request_counts"] == {
+        "total": LINES,
+        "completed": LINES,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert Counter(item["custom_id"] for item in output) == Counter(
         f"kill-{n:04d}" for n in range(LINES)
     )

@@ -34,6 +34,7 @@ OPERATIONS = [
     ("GET", "/v1/batches/{batch_id}/output"),
     ("POST", "/v1/batches/{batch_id}/retry"),
     ("GET", "/v1/batches/{batch_id}/events"),
+    ("DELETE", "/v1/batches/{batch_id}"),
     ("POST", "/v1/files"),
     ("GET", "/v1/files"),
     ("GET", "/v1/files/{file_id}"),

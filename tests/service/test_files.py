@@ -13,6 +13,8 @@ import httpx
 import pytest
 from openai import NotFoundError, OpenAI
 
+from service.store.files import CONTENT_CHUNK_BYTES
+from tests.support.file_content import has_content, uploads_in_progress
 from tests.support.service import RunningService, start_service
 
 BOUNDARY = "textbatch-test-boundary"
@@ -24,15 +26,6 @@ def upload(client: httpx.Client, content: bytes, filename: str = "input.jsonl") 
         files={"file": (filename, content, "application/jsonl")},
         data={"purpose": "batch"},
     )
-
-
-def files_dir(service: RunningService) -> Path:
-    return Path(service.env["TEXTBATCH_DATA_DIR"]) / "files"
-
-
-def leftover_temp_files(service: RunningService) -> list[Path]:
-    incoming = files_dir(service) / "incoming"
-    return list(incoming.iterdir()) if incoming.exists() else []
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -67,7 +60,7 @@ def generated_multipart(size: int, digest: Any) -> Iterator[bytes]:
 
 
 def test_uploaded_file_round_trips_through_get_list_content_and_delete(
-    llm_service: RunningService,
+    llm_service: RunningService, redis_url: str
 ) -> None:
     # Given an uploaded file
     content = b'{"custom_id": "a"}\n{"custom_id": "b"}\n'
@@ -86,10 +79,11 @@ def test_uploaded_file_round_trips_through_get_list_content_and_delete(
             "filename": "input.jsonl",
             "purpose": "batch",
             "status": "processed",
-            "expires_at": None,
+            "expires_at": created["created_at"] + 30 * 24 * 3600,
             "status_details": None,
         }
         assert abs(created["created_at"] - time.time()) < 60
+        assert has_content(redis_url, created["id"])
 
         # And it can be read back, listed and downloaded
         assert client.get(f"/v1/files/{created['id']}").json() == created
@@ -111,7 +105,7 @@ def test_uploaded_file_round_trips_through_get_list_content_and_delete(
         assert client.delete(f"/v1/files/{created['id']}").status_code == 404
         ids = [item["id"] for item in client.get("/v1/files").json()["data"]]
         assert created["id"] not in ids
-    assert not (files_dir(llm_service) / "uploads" / created["id"]).exists()
+    assert not has_content(redis_url, created["id"])
 
 
 def test_official_sdk_creates_pages_reads_and_deletes_files(llm_service: RunningService) -> None:
@@ -189,7 +183,7 @@ def test_another_key_cannot_see_read_or_delete_a_file(llm_service: RunningServic
     ids=["wrong-purpose", "no-purpose", "no-file", "file-without-filename"],
 )
 def test_an_invalid_upload_form_is_rejected_and_stores_nothing(
-    llm_service: RunningService, form: dict[str, Any], param: str
+    llm_service: RunningService, redis_url: str, form: dict[str, Any], param: str
 ) -> None:
     with llm_service.client() as client:
         before = client.get("/v1/files").json()["data"]
@@ -197,7 +191,7 @@ def test_an_invalid_upload_form_is_rejected_and_stores_nothing(
         assert response.status_code == 400, response.text
         assert response.json()["error"]["param"] == param
         assert client.get("/v1/files").json()["data"] == before
-    assert leftover_temp_files(llm_service) == []
+    assert uploads_in_progress(redis_url) == []
 
 
 def test_a_body_that_is_not_multipart_is_unsupported(llm_service: RunningService) -> None:
@@ -212,15 +206,15 @@ def test_a_body_that_is_not_multipart_is_unsupported(llm_service: RunningService
 
 
 def test_a_client_that_goes_away_mid_upload_leaves_no_half_file(
-    llm_service: RunningService,
+    llm_service: RunningService, redis_url: str
 ) -> None:
-    # Given an upload whose client disconnects after part of the file
+    # Given an upload whose client disconnects after part of the file (a few chunks)
     head = (
         f"--{BOUNDARY}\r\n"
         'Content-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
         f"--{BOUNDARY}\r\n"
         'Content-Disposition: form-data; name="file"; filename="cut.jsonl"\r\n\r\n'
-    ).encode() + b"x" * 100_000
+    ).encode() + b"x" * (3 * CONTENT_CHUNK_BYTES)
     request = (
         "POST /v1/files HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{llm_service.port}\r\n"
@@ -233,15 +227,15 @@ def test_a_client_that_goes_away_mid_upload_leaves_no_half_file(
         with socket.create_connection(("127.0.0.1", llm_service.port)) as sock:
             sock.sendall(request + head)
             deadline = time.monotonic() + 10
-            while not leftover_temp_files(llm_service) and time.monotonic() < deadline:
+            while not uploads_in_progress(redis_url) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert leftover_temp_files(llm_service), "the upload never started"
+            assert uploads_in_progress(redis_url), "the upload never started"
 
-        # Then its temp file is removed and nothing is listed
+        # Then its chunks are removed and nothing is listed
         deadline = time.monotonic() + 10
-        while leftover_temp_files(llm_service) and time.monotonic() < deadline:
+        while uploads_in_progress(redis_url) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert leftover_temp_files(llm_service) == []
+        assert uploads_in_progress(redis_url) == []
         assert client.get("/v1/files").json()["data"] == before
 
 
@@ -273,13 +267,13 @@ def test_an_upload_over_the_limit_is_refused_and_leaves_nothing(
                 assert "1000 bytes" in response.json()["error"]["message"]
             listing = client.get("/v1/files").json()["data"]
             assert [item["id"] for item in listing] == [fits.json()["id"]]
-        assert leftover_temp_files(service) == []
-        assert [p.name for p in (files_dir(service) / "uploads").iterdir()] == [fits.json()["id"]]
+        assert uploads_in_progress(redis_url) == []
+        assert has_content(redis_url, fits.json()["id"])
     finally:
         service.stop()
 
 
-def test_a_large_upload_is_streamed_to_disk_in_bounded_memory(
+def test_a_large_upload_is_streamed_to_the_store_in_bounded_memory(
     llm_service: RunningService,
 ) -> None:
     # Given an API process and a 50 MB upload generated on the fly

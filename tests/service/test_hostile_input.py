@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.batches import line, to_jsonl
+from tests.support.file_content import uploads_in_progress
 from tests.support.service import RunningService, start_service
 
 MB = 1024 * 1024
@@ -79,7 +80,7 @@ def assert_refused(
 
 
 def stored(service: RunningService, redis_url: str) -> dict[str, int]:
-    """The service's batches and uploads, staged submissions, and uploads half-written on disk.
+    """The service's batches and uploads, staged submissions, and uploads half-written.
 
     Batches and files are counted by owner, as other test sessions may share the Redis.
     """
@@ -110,8 +111,7 @@ def stored(service: RunningService, redis_url: str) -> dict[str, int]:
         }
     finally:
         client.close()
-    incoming = Path(service.env["TEXTBATCH_DATA_DIR"]) / "files" / "incoming"
-    counts["incoming"] = len(list(incoming.glob("*.part"))) if incoming.is_dir() else 0
+    counts["incoming"] = len(uploads_in_progress(redis_url))
     return counts
 
 

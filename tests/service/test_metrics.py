@@ -89,7 +89,13 @@ def test_metrics_of_serve_count_exactly_what_a_batch_did(
     finally:
         stop_serve(serve)
 
-    assert batch["request_counts"] == {"total": 5, "completed": 4, "failed": 1, "cancelled": 0, "expired": 0}
+    assert batch["request_counts"] == {
+        "total": 5,
+        "completed": 4,
+        "failed": 1,
+        "cancelled": 0,
+        "expired": 0,
+    }
     finished = "textbatch_lines_finished_total"
     for task in ("extract", "summarize", "classify", "passthrough"):
         assert value(samples, finished, task=task, outcome="succeeded") == 1, task

@@ -52,7 +52,13 @@ def test_native_lane_gives_the_direct_lanes_results_at_the_batch_price(pair: Nat
         native_done = wait_finished(client, native["id"], timeout=120)
         direct_done = wait_finished(client, direct["id"], timeout=120)
         assert native_done["status"] == "completed"
-        assert native_done["request_counts"] == {"total": 12, "completed": 12, "failed": 0, "cancelled": 0, "expired": 0}
+        assert native_done["request_counts"] == {
+            "total": 12,
+            "completed": 12,
+            "failed": 0,
+            "cancelled": 0,
+            "expired": 0,
+        }
         assert results_by_id(output_lines(client, native["id"])) == results_by_id(
             output_lines(client, direct["id"])
         )
@@ -93,7 +99,13 @@ def test_lines_over_the_upstream_limit_are_split_into_several_upstream_batches(
     with pair.client.client() as client, pair.provider.client() as provider:
         batch = create(client, task_lines(120, tag="split"), "native")
         done = wait_finished(client, batch["id"], timeout=180)
-        assert done["request_counts"] == {"total": 120, "completed": 120, "failed": 0, "cancelled": 0, "expired": 0}
+        assert done["request_counts"] == {
+            "total": 120,
+            "completed": 120,
+            "failed": 0,
+            "cancelled": 0,
+            "expired": 0,
+        }
         upstream = done["provider_batches"]
         assert [entry["request_counts"]["total"] for entry in upstream] == [50, 50, 20]
         assert done["provider_batch_id"] is None
@@ -147,7 +159,13 @@ def test_lines_for_two_upstreams_make_one_upstream_batch_each(pair: NativePair) 
     )
     with pair.client.client() as client, pair.provider.client(pair.provider.keys[1]) as second:
         done = wait_finished(client, create(client, lines, "native")["id"], timeout=120)
-        assert done["request_counts"] == {"total": 5, "completed": 5, "failed": 0, "cancelled": 0, "expired": 0}
+        assert done["request_counts"] == {
+            "total": 5,
+            "completed": 5,
+            "failed": 0,
+            "cancelled": 0,
+            "expired": 0,
+        }
         assert done["provider"] == "mixed"
         assert done["provider_batch_id"] is None
         upstream = done["provider_batches"]

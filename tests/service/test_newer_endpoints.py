@@ -89,7 +89,13 @@ def test_responses_and_moderations_lines_pass_through_with_their_usage(
     with service.client() as client:
         batch, outputs = run_batch(client, LINES)
 
-    assert batch["request_counts"] == {"total": 4, "completed": 4, "failed": 0, "cancelled": 0, "expired": 0}
+    assert batch["request_counts"] == {
+        "total": 4,
+        "completed": 4,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     by_id = {output["custom_id"]: output["response"] for output in outputs}
     responses = by_id["responses"]["body"]
     assert responses["object"] == "response"

@@ -139,7 +139,13 @@ def test_provider_header_routes_pass_through_and_task_lines_to_the_named_upstrea
             headers={PROVIDER: "beta"},
         )
 
-    assert batch["request_counts"] == {"total": 4, "completed": 4, "failed": 0, "cancelled": 0, "expired": 0}
+    assert batch["request_counts"] == {
+        "total": 4,
+        "completed": 4,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert all(output["error"] is None for output in outputs)
     beta, default = upstreams["beta"], upstreams["default"]
     for marker in ("route-chat", "route-task", "route-responses", "route-rt", "route-rt-task"):
@@ -272,7 +278,13 @@ def test_callers_key_reaches_only_its_upstream_and_is_found_nowhere_after_the_ba
         assert stored.exists(f"textbatch:batch:{batch_id}:provider_key") == 0
         stored.close()
 
-    assert batch["request_counts"] == {"total": 4, "completed": 4, "failed": 0, "cancelled": 0, "expired": 0}
+    assert batch["request_counts"] == {
+        "total": 4,
+        "completed": 4,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert realtime.status_code == 200
     for marker in ("byok-chat", "byok-task", "byok-responses", "byok-rt"):
         auths = _received(beta, marker)
@@ -299,7 +311,13 @@ def test_wrong_provider_key_fails_lines_as_upstream_rejected_without_the_key(
         batch, outputs, seen = _run(client, lines, headers)
         realtime = client.post("/v1/chat/completions", json=_chat("wrong-rt"), headers=headers)
 
-    assert batch["request_counts"] == {"total": 2, "completed": 0, "failed": 2, "cancelled": 0, "expired": 0}
+    assert batch["request_counts"] == {
+        "total": 2,
+        "completed": 0,
+        "failed": 2,
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert {output["error"]["code"] for output in outputs} == {"upstream_rejected"}
     by_id = {output["custom_id"]: output for output in outputs}
     assert by_id["wrong-chat"]["response"]["status_code"] == 401

@@ -84,7 +84,13 @@ def test_completed_batch_reaches_receiver_once_signed_with_the_batch_object(
     assert event["type"] == "batch.completed"
     assert event["timestamp"].endswith("Z")
     assert event["data"] == client.get(f"/v1/batches/{batch_id}").json()
-    assert event["data"]["request_counts"] == {"total": 2, "completed": 2, "failed": 0, "cancelled": 0, "expired": 0}
+    assert event["data"]["request_counts"] == {
+        "total": 2,
+        "completed": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "expired": 0,
+    }
     # Later rounds of the delivery loop send nothing more.
     time.sleep(1)
     assert len(receiver.received) == 1
