@@ -51,6 +51,8 @@ class Sizes:
     capacity_seconds: float = 3.0
     gateway_clients: int = 64
     gateway_seconds: float = 10.0
+    million_lines: int = 1_000_000
+    million_timeout: float = 3600.0
     # A throughput run still going after this long is measured over the lines done so far.
     run_cap: float = 75.0
     batch_timeout: float = 600.0
@@ -73,6 +75,8 @@ QUICK = Sizes(
     capacity_seconds=0.5,
     gateway_clients=8,
     gateway_seconds=2.0,
+    million_lines=5_000,
+    million_timeout=300.0,
     run_cap=20.0,
     batch_timeout=60.0,
 )
