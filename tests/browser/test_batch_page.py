@@ -137,10 +137,19 @@ def test_cancel_stops_a_running_batch_and_the_page_follows_it(
     ]
     source = tmp_path / "slow.jsonl"
     source.write_bytes(to_jsonl(lines))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     sign_in(page, dashboard_service, dashboard_service.keys[0])
 
     batch_id = upload(page, source)
     expect(page.locator(".page-head .badge")).to_have_text("in progress", timeout=15_000)
+    # The page follows the running batch through its event stream, not by polling.
+    events_url = f"/v1/batches/{batch_id}/events"
+    for _ in range(50):
+        if any(url.endswith(events_url) for url in requested):
+            break
+        page.wait_for_timeout(100)
+    assert any(url.endswith(events_url) for url in requested)
     page.get_by_role("button", name="Cancel batch").click()
     expect(page.locator(".page-head .badge")).to_have_text("cancelled", timeout=30_000)
     expect(page.get_by_role("button", name="Cancel batch")).to_have_count(0)
@@ -150,7 +159,8 @@ def test_cancel_stops_a_running_batch_and_the_page_follows_it(
     counts = batch["request_counts"]
     assert batch["status"] == "cancelled" and counts["completed"] < counts["total"]
     expect(page.locator(".card .counts").first).to_have_text(
-        f"{counts['completed']} done · {counts['failed']} failed · {counts['total']} total"
+        f"{counts['completed']} done · {counts['failed']} failed · "
+        f"{counts['cancelled']} cancelled · {counts['total']} total"
     )
     cancelled = [item for item in output_of(dashboard_service, batch_id) if item["error"]]
     assert {item["error"]["code"] for item in cancelled} == {"batch_cancelled"}

@@ -37,13 +37,13 @@ async function errorOf(response) {
 }
 
 /** Sends one request with the stored key; resolves to the Response, rejects with ApiError. */
-export async function call(method, path, { json, body, headers = {}, key } = {}) {
+export async function call(method, path, { json, body, headers = {}, key, signal } = {}) {
   const sent = { "x-api-key": key ?? storedKey() ?? "", ...headers };
   if (json !== undefined) {
     sent["content-type"] = "application/json";
     body = JSON.stringify(json);
   }
-  const response = await fetch(path, { method, headers: sent, body, cache: "no-store" });
+  const response = await fetch(path, { method, headers: sent, body, cache: "no-store", signal });
   if (!response.ok) throw await errorOf(response);
   return response;
 }
@@ -85,6 +85,42 @@ export const api = {
   publish: (slug, version) =>
     json("POST", `/v1/prompts/${encodeURIComponent(slug)}/publish`, { json: { version } }),
 };
+
+/**
+ * Follows a batch through its Server-Sent Events (fetch, not EventSource: the key goes in
+ * a header, never in a URL), calling `onBatch` with each batch object. Resolves true once
+ * the stream said `done`; false if it ended without that (the caller polls instead).
+ */
+export async function followBatch(id, onBatch, signal) {
+  const response = await call("GET", `/v1/batches/${encodeURIComponent(id)}/events`, {
+    headers: { accept: "text/event-stream" },
+    signal,
+  });
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return false;
+    buffered += decoder.decode(value, { stream: true }).replaceAll("\r\n", "\n");
+    let end;
+    while ((end = buffered.indexOf("\n\n")) >= 0) {
+      const block = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const field of block.split("\n")) {
+        if (field.startsWith("event:")) event = field.slice(6).trim();
+        else if (field.startsWith("data:")) data.push(field.slice(5).trimStart());
+      }
+      if (event === "error") return false;
+      if ((event === "batch" || event === "done") && data.length) {
+        await onBatch(JSON.parse(data.join("\n")));
+        if (event === "done") return true;
+      }
+    }
+  }
+}
 
 /** Fetches with the key header and saves the body through a Blob URL: no key in any URL. */
 export async function download(path, filename) {

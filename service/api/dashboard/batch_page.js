@@ -1,6 +1,6 @@
 // A batch's page: counts, timestamps, usage, errors, metadata, actions and its first results.
 
-import { api, download, firstLines } from "./api.js";
+import { api, download, firstLines, followBatch } from "./api.js";
 import {
   FINAL,
   errorBox,
@@ -206,8 +206,7 @@ export function batchView(main, id) {
   );
   let previewed = false;
 
-  const refresh = async () => {
-    const batch = await api.getBatch(id);
+  const show = async (batch) => {
     replace(
       head,
       h(
@@ -273,20 +272,44 @@ export function batchView(main, id) {
     }
     return !FINAL.has(batch.status);
   };
+  const refresh = async () => show(await api.getBatch(id));
   let pollFailed = false;
-  return poller(() =>
-    refresh().then(
-      (again) => {
-        if (pollFailed) replace(errors);
-        pollFailed = false;
-        return again;
-      },
-      (error) => {
-        pollFailed = true;
-        report(error);
-        // A missing batch or a refused key stays so; anything else may pass: keep watching.
-        return !(error.status === 404 || error.status === 401);
-      },
-    ),
-  );
+  const poll = () =>
+    poller(() =>
+      refresh().then(
+        (again) => {
+          if (pollFailed) replace(errors);
+          pollFailed = false;
+          return again;
+        },
+        (error) => {
+          pollFailed = true;
+          report(error);
+          // A missing batch or a refused key stays so; anything else may pass: keep watching.
+          return !(error.status === 404 || error.status === 401);
+        },
+      ),
+    );
+  // The batch's event stream while it runs; polling if the stream is not there or breaks.
+  let stopped = false;
+  let stopPolling = null;
+  const stream = new AbortController();
+  const fallBack = () => {
+    if (!stopped) stopPolling = poll();
+  };
+  refresh()
+    .then((running) => {
+      if (!running) return;
+      return followBatch(id, (batch) => show(batch).catch(report), stream.signal).then(
+        (ended) => ended || fallBack(), fallBack);
+    })
+    .catch((error) => {
+      report(error);
+      if (!(error.status === 404 || error.status === 401)) fallBack();
+    });
+  return () => {
+    stopped = true;
+    stream.abort();
+    if (stopPolling) stopPolling();
+  };
 }

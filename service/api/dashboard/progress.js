@@ -25,13 +25,19 @@ export function poller(refresh) {
 }
 
 export function counts(batch) {
-  const { total, completed, failed } = batch.request_counts;
+  const { total, completed, failed, cancelled = 0, expired = 0 } = batch.request_counts;
+  // Cancelled and expired lines are shown only when there are some.
+  const stopped = [
+    [cancelled, "cancelled"],
+    [expired, "expired"],
+  ].flatMap(([count, word]) => (count ? [" · ", h("span", { class: "muted" }, `${number(count)} ${word}`)] : []));
   return h(
     "span",
     { class: "counts" },
     h("span", { class: "ok" }, `${number(completed)} done`),
     " · ",
     h("span", { class: failed ? "bad" : "" }, `${number(failed)} failed`),
+    ...stopped,
     " · ",
     `${number(total)} total`,
   );
@@ -48,13 +54,14 @@ export function rate(batch) {
 }
 
 export function progressBar(batch) {
-  const { total, completed, failed } = batch.request_counts;
+  const { total, completed, failed, cancelled = 0, expired = 0 } = batch.request_counts;
   const share = (part) => (total ? (100 * part) / total : 0);
+  const unfinished = failed + cancelled + expired;
   // Set through the CSSOM: the page's CSP refuses inline style attributes.
   const done = h("div", { class: "bar done" });
   done.style.width = `${share(completed)}%`;
   const bad = h("div", { class: "bar failed" });
-  bad.style.width = `${share(failed)}%`;
+  bad.style.width = `${share(unfinished)}%`;
   return h(
     "div",
     {
@@ -62,7 +69,7 @@ export function progressBar(batch) {
       role: "progressbar",
       "aria-valuemin": 0,
       "aria-valuemax": total,
-      "aria-valuenow": completed + failed,
+      "aria-valuenow": completed + unfinished,
     },
     done,
     bad,
