@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.api.batches import batch_view
-from service.api.deps import PrincipalDep, StateDep, json_body, validated
+from service.api.deps import ChoiceDep, PrincipalDep, StateDep, json_body, validated
 from service.api.object_ids import known_batch_id
 from service.api.schemas import ERROR_RESPONSES, BatchPublic
 from service.intake.idempotency import check_key
@@ -50,6 +50,7 @@ async def retry_batch(
     request: Request,
     state: StateDep,
     principal: PrincipalDep,
+    provider: ChoiceDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> BatchPublic:
     """Run a finished batch's failed, expired and cancelled lines again, as a new batch.
@@ -57,7 +58,9 @@ async def retry_batch(
     Same custom_ids, urls and bodies; ``metadata.retry_of`` names the original, whose
     ``retried_by`` lists the new batch. A running batch is a 409 ``batch_not_finished``,
     one with nothing to retry a 409 ``nothing_to_retry``. ``Idempotency-Key`` works as
-    for ``POST /v1/batches``.
+    for ``POST /v1/batches``. The lines go to the original's provider unless the
+    provider headers say otherwise; a batch that ran with a key of the caller's own is
+    retried only with that key sent again (400 ``provider_key_required``).
     """
     key = check_key(idempotency_key) if idempotency_key is not None else None
     choice = BatchRetry()
@@ -66,7 +69,7 @@ async def retry_batch(
     original = await state.store.get_batch(known_batch_id(batch_id), principal.owner)
     codes = frozenset(choice.codes) if choice.codes is not None else None
     prepared = await prepare_retry(
-        state.store, state.results, original, codes, keyed=key is not None
+        state.store, state.results, original, codes, keyed=key is not None, choice=provider
     )
     record = await submit(state.submitter, state.idempotency, principal.owner, key, prepared)
     return await batch_view(state, record)

@@ -8,12 +8,13 @@ is as durable and idempotent as any batch.
 
 from __future__ import annotations
 
-from service.errors import Conflict
+from service.errors import Conflict, InvalidRequest
 from service.ids import new_id
 from service.intake.idempotency import RequestDigest
 from service.intake.options import BatchOptions
 from service.intake.reading import PAGE_LINES, WRITE_PAGES, StagedSubmission
 from service.intake.submit import Prepared
+from service.llm.routing import NO_CHOICE, ProviderChoice
 from service.store.batches import BatchStore
 from service.store.records import BatchRecord
 from service.store.results import ResultStore
@@ -22,13 +23,29 @@ from service.store.results import ResultStore
 RETRY_OF = "retry_of"
 
 
-def retry_options(original: BatchRecord) -> BatchOptions:
-    """The original's endpoint, window and metadata, with ``retry_of`` naming it."""
+def retry_options(original: BatchRecord, choice: ProviderChoice = NO_CHOICE) -> BatchOptions:
+    """The original's endpoint, window, metadata, provider and lane, with ``retry_of`` naming it.
+
+    The lines go where the original's went unless the retry's provider headers say
+    otherwise. A caller's own key was deleted when the original ended, so a batch that
+    ran with one is retried only when the key is sent again.
+    """
+    if original.provider_key and choice.api_key is None:
+        raise InvalidRequest(
+            f"Batch '{original.id}' ran with a provider key of your own, which is not kept "
+            "after a batch ends: send x-textbatch-provider and x-textbatch-provider-key "
+            "again to retry it.",
+            code="provider_key_required",
+            param="x-textbatch-provider-key",
+        )
     return BatchOptions(
         endpoint=original.endpoint if original.endpoint != "mixed" else None,
         completion_window=original.completion_window,
         metadata={**(original.metadata or {}), RETRY_OF: original.id},
         retry_of=original.id,
+        provider=choice.provider or original.requested_provider,
+        provider_key=choice.api_key,
+        lane=original.lane if original.lane_chosen else None,
     )
 
 
@@ -39,6 +56,7 @@ async def prepare_retry(
     codes: frozenset[str] | None,
     *,
     keyed: bool = True,
+    choice: ProviderChoice = NO_CHOICE,
 ) -> Prepared:
     """Stage the lines of ``original`` that did not succeed (only ``codes``, when given)."""
     if not original.status.is_final:
@@ -47,7 +65,9 @@ async def prepare_retry(
             "retried (cancel it first to retry what it has not done).",
             code="batch_not_finished",
         )
-    digest = RequestDigest("retry", original.id, *sorted(codes or ()), enabled=keyed)
+    options = retry_options(original, choice)
+    provider = [f"provider={choice.provider}"] if choice.provider is not None else []
+    digest = RequestDigest("retry", original.id, *sorted(codes or ()), *provider, enabled=keyed)
     upload_id = new_id("upload")
     total = 0
     page: list[bytes] = []
@@ -78,4 +98,4 @@ async def prepare_retry(
             param="codes" if codes else None,
         )
     staged = StagedSubmission(upload_id=upload_id, total=total, page_lines=PAGE_LINES)
-    return Prepared(retry_options(original), digest.hexdigest(), staged=staged)
+    return Prepared(options, digest.hexdigest(), staged=staged)

@@ -59,6 +59,9 @@ class BatchRecord:
     lane_chosen: bool = False
     # The client's ``output_expires_after.seconds``, if it gave one.
     output_expires_after: int | None = None
+    # The x-textbatch-provider header's upstream, and whether a caller's key came with it.
+    requested_provider: str | None = None
+    provider_key: bool = False
 
     @property
     def finished_lines(self) -> int:
@@ -87,6 +90,8 @@ class BatchRecord:
             retried_by=[item.decode() for item in retried_by],
             lane=text.get("lane", "direct"),
             lane_chosen=text.get("lane_chosen") == "1",
+            requested_provider=text.get("requested_provider") or None,
+            provider_key=text.get("provider_key") == "1",
             output_expires_after=int(text["output_expires_after"])
             if text.get("output_expires_after")
             else None,

@@ -397,3 +397,38 @@ def test_callers_key_is_deleted_when_the_batch_is_cancelled_or_expires(
         stored.close()
     assert CALLER_TOKEN not in orjson.dumps([batch, outputs]).decode()
     assert CALLER_TOKEN.encode() not in _every_redis_value(redis_url)
+
+
+def test_a_retry_goes_to_the_originals_provider_and_asks_for_a_callers_key_again(
+    service: RunningService, upstreams: dict[str, StandinUpstream]
+) -> None:
+    # A line that fails twice (both attempts) on beta, then would pass.
+    routed = [line("again-routed", _chat("again-routed [[fail:500:2]]"))]
+    keyed = [line("again-keyed", _chat("again-keyed"))]
+    with service.client() as client:
+        first, _, _ = _run(client, routed, {PROVIDER: "beta"})
+        assert first["request_counts"]["failed"] == 1
+        retried = client.post(f"/v1/batches/{first['id']}/retry")
+        assert retried.status_code == 200, retried.text
+        assert wait_finished(client, retried.json()["id"])["request_counts"]["completed"] == 1
+        # With a wrong key of the caller's, then again without any key: refused, nothing made.
+        wrong, _, _ = _run(client, keyed, {PROVIDER: "strict", PROVIDER_KEY: WRONG_TOKEN})
+        assert wrong["request_counts"]["failed"] == 1
+        before = client.get("/v1/batches", params={"limit": 100}).json()["data"]
+        refused = client.post(f"/v1/batches/{wrong['id']}/retry")
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "provider_key_required"
+        assert client.get("/v1/batches", params={"limit": 100}).json()["data"] == before
+        fixed = client.post(
+            f"/v1/batches/{wrong['id']}/retry",
+            headers={PROVIDER: "strict", PROVIDER_KEY: CALLER_TOKEN},
+        )
+        assert fixed.status_code == 200, fixed.text
+        assert wait_finished(client, fixed.json()["id"])["request_counts"]["completed"] == 1
+    # The routed retry went to beta again, never to the default upstream.
+    assert len(_received(upstreams["beta"], "again-routed")) == 3
+    assert not _received(upstreams["default"], "again-routed")
+    assert _received(upstreams["strict"], "again-keyed") == [
+        f"Bearer {WRONG_TOKEN}",
+        f"Bearer {CALLER_TOKEN}",
+    ]
