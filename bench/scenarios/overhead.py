@@ -17,6 +17,8 @@ from bench.service import Service, ServiceSettings
 
 TITLE = "overhead-bound"
 SHARE_OF_NAIVE = 0.7
+# The plain aiohttp script, which renders and parses the same requests but records nothing.
+SHARE_OF_AIOHTTP = 0.7
 POLL_PROBES = 20
 
 
@@ -96,6 +98,12 @@ def run(ctx: Context) -> ScenarioResult:
     result.checks = [
         Check.at_least(
             "textbatch / naive lines/s", result.figures["vs_naive"], SHARE_OF_NAIVE, "x"
+        ),
+        Check.at_least(
+            "textbatch / aiohttp script lines/s",
+            result.figures["vs_aiohttp"],
+            SHARE_OF_AIOHTTP,
+            "x",
         ),
         Check("textbatch lines/s", textbatch["lines_per_s"], "(reference)", None),
         Check("naive script lines/s", naive["lines_per_s"], "(reference)", None),

@@ -12,7 +12,7 @@ from bench.runs import Context, capped_notes, failure_checks, service_run
 from bench.scenarios.latency import SHARED_KEY, settings_for
 
 TITLE = "scale-out"
-SPEED_UP_LIMIT = 1.8
+SPEED_UP_LIMIT = 1.85
 
 
 def run(ctx: Context) -> ScenarioResult:
