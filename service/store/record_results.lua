@@ -66,7 +66,7 @@ redis.call('DEL', provider_key)
 local function create_file(key, id, kind, size)
   redis.call('HSET', key, 'id', id, 'owner', f[6], 'bytes', size, 'created_at', now,
              'filename', f[7] .. '_' .. kind .. '.jsonl', 'purpose', 'batch_output',
-             'batch_id', f[7], 'kind', kind)
+             'batch_id', f[7], 'kind', kind, 'expires_at', removed_at)
   redis.call('ZADD', owner_files, now, id)
   redis.call('HSET', batch, kind .. '_file_id', id)
 end

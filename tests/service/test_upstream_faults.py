@@ -111,7 +111,13 @@ def test_batch_completes_with_every_line_answered_or_failed_with_a_code(
     counts = batch["request_counts"]
     succeeded = [item for item in output if item["error"] is None]
     failed = [item for item in output if item["error"] is not None]
-    assert counts == {"total": 1000, "completed": len(succeeded), "failed": len(failed)}
+    assert counts == {
+        "total": 1000,
+        "completed": len(succeeded),
+        "failed": len(failed),
+        "cancelled": 0,
+        "expired": 0,
+    }
     assert all(item["response"]["status_code"] == 200 for item in succeeded)
     # retries absorb most faults: a line fails only if every attempt did
     assert len(succeeded) >= 900, Counter(item["error"]["code"] for item in failed)

@@ -258,7 +258,8 @@ def test_a_wrong_key_is_a_rejection_that_does_not_show_the_key(
         run(standin, scenario, api_key="sk-ant-wrong-key-42")
 
     assert rejected.value.upstream_status == 401
-    assert "invalid x-api-key" in rejected.value.message
+    # The upstream's own words are not quoted for a refused key: they may echo it.
+    assert "HTTP 401" in rejected.value.message
     assert "sk-ant-wrong-key-42" not in rejected.value.message
 
 
