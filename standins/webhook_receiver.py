@@ -106,7 +106,7 @@ class WebhookReceiver:
             self._server.server_close()
             self._server = None
 
-    def wait_for(self, count: int, timeout: float = 30) -> list[Delivery]:
+    def wait_for(self, count: int, timeout: float = 60) -> list[Delivery]:
         """The deliveries once at least ``count`` were answered 2xx; fails after ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -78,6 +78,8 @@ class WebhookDeliverer:
         self.render = render
         self.redis = redis
         self._client: httpx.AsyncClient | None = None
+        # Attempts still out: a slow receiver never holds up the next round's deliveries.
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def fan_out_events(self, now: int) -> None:
         for event in await self.outbox.events(ROUND_EVENTS):
@@ -94,18 +96,18 @@ class WebhookDeliverer:
     async def deliver_due(self, now: float) -> None:
         token = secrets.token_hex(8)
         lease_until = now + self.settings.webhook_timeout + LEASE_MARGIN_SECONDS
-        claimed = []
-        for delivery in await self.outbox.due(now, ROUND_DELIVERIES):
-            held = await self.outbox.claim(delivery, int(now), lease_until, token)
+        for delivery_id in await self.outbox.due(now, ROUND_DELIVERIES):
+            held = await self.outbox.claim(delivery_id, int(now), lease_until, token)
             if held is not None:
-                claimed.append(held)
-        outcomes = await asyncio.gather(
-            *(self.attempt(delivery) for delivery in claimed), return_exceptions=True
-        )
-        for outcome in outcomes:
-            # Its claim runs out and another round retries it.
-            if isinstance(outcome, Exception):
-                log.warning("webhooks: an attempt failed: %s", type(outcome).__name__)
+                task = asyncio.get_running_loop().create_task(self.attempt(held))
+                self._in_flight.add(task)
+                task.add_done_callback(self._attempt_done)
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Its claim runs out and a later round retries it.
+            log.warning("webhooks: an attempt failed: %s", type(task.exception()).__name__)
 
     async def attempt(self, delivery: ClaimedDelivery) -> None:
         """One attempt of a claimed delivery, settled whatever it gives."""
@@ -191,6 +193,15 @@ class WebhookDeliverer:
         await self.deliver_due(time.time())
 
     async def run_forever(self) -> None:
+        try:
+            await self._rounds()
+        finally:
+            # Stopped: attempts still out are abandoned; their claims lapse and another
+            # worker sends them again under the same webhook-id.
+            for task in list(self._in_flight):
+                task.cancel()
+
+    async def _rounds(self) -> None:
         while True:
             try:
                 await self.deliver_once()
