@@ -101,7 +101,9 @@ def test_killed_worker_loses_nothing_and_doubles_nothing(
 @pytest.mark.timeout(180)
 def test_recovery_time_with_default_settings(redis_url: str, tmp_path: Path) -> None:
     """Every chunk is in the dead worker's hands, so the wait is the broker's recovery alone."""
-    with StandinUpstream(latency=1.0) as slow_upstream:
+    # Slow enough that the kill lands while every line is still waiting for its answer,
+    # also on a loaded machine.
+    with StandinUpstream(latency=3.0) as slow_upstream:
         service = start_service(
             redis_url, tmp_path, llm_base_url=slow_upstream.base_url, chunk_size="8"
         )

