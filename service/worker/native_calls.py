@@ -23,12 +23,11 @@ class CallCaptured(Exception):
     """Stops a task run at its first upstream call; the call's body was recorded."""
 
 
-class CapturingBackend:
-    """Records the bodies of the calls a task makes and sends none of them."""
+class _StandInFor:
+    """A backend that speaks for a real one: its name, budget and context are the real one's."""
 
     def __init__(self, real: OpenAICompatibleBackend) -> None:
         self.real = real
-        self.bodies: list[dict[str, Any]] = []
 
     @property
     def name(self) -> str:
@@ -41,6 +40,14 @@ class CapturingBackend:
     @property
     def context_tokens(self) -> int | None:
         return self.real.context_tokens
+
+
+class CapturingBackend(_StandInFor):
+    """Records the bodies of the calls a task makes and sends none of them."""
+
+    def __init__(self, real: OpenAICompatibleBackend) -> None:
+        super().__init__(real)
+        self.bodies: list[dict[str, Any]] = []
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         self.bodies.append(self.real.request_body(request))
@@ -50,24 +57,12 @@ class CapturingBackend:
         """The real backend is the worker's; it closes it."""
 
 
-class ReplayingBackend:
+class ReplayingBackend(_StandInFor):
     """Answers the first call from an upstream batch's result, every later one directly."""
 
     def __init__(self, real: OpenAICompatibleBackend, result: NativeResult) -> None:
-        self.real = real
+        super().__init__(real)
         self._result: NativeResult | None = result
-
-    @property
-    def name(self) -> str:
-        return self.real.name
-
-    @property
-    def output_token_cap(self) -> int:
-        return self.real.output_token_cap
-
-    @property
-    def context_tokens(self) -> int | None:
-        return self.real.context_tokens
 
     async def complete(self, request: ChatRequest) -> ChatReply:
         result, self._result = self._result, None

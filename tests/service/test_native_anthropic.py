@@ -13,8 +13,8 @@ import pytest
 from standins.anthropic_batches import StandinAnthropicBatches
 from standins.upstream import StandinUpstream
 from tests.conftest import UPSTREAM_KEY
-from tests.support.batches import line, output_lines, wait_finished
-from tests.support.native_pair import MODEL
+from tests.support.batches import output_lines, wait_finished
+from tests.support.native_pair import MODEL, task_lines
 from tests.support.redis_for_tests import real_redis
 from tests.support.service import RunningService, start_service
 
@@ -23,28 +23,9 @@ COMMON = {"llm_model": MODEL, "chunk_size": "8", "llm_max_attempts": "2"}
 
 
 def _task_lines(count: int, tag: str) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = [
-        {"model": "summarize", "text": "Shipment {n} left Rotterdam. It reaches Oslo on Monday."},
-        {
-            "model": "extract",
-            "text": "Invoice {n} from Northwind Ltd to Acme Corp.",
-            "entities": {"org": "a company"},
-        },
-        {
-            "model": "classify",
-            "text": "Ticket {n}: my parcel is late again.",
-            "labels": [
-                {"name": "late", "rubric": "Is a delivery late?"},
-                {"name": "refund", "rubric": "Is a refund asked?"},
-            ],
-        },
-    ]
-    lines = []
-    for n in range(count):
-        body = dict(bodies[n % len(bodies)])
-        body["text"] = str(body["text"]).format(n=n)
-        lines.append(line(f"{tag}-{n:03d}", body))
-    return lines
+    """The native pair's lines of the three tasks, without its pass-through lines."""
+    lines = [item for item in task_lines(count * 2, tag) if item["body"]["model"] != MODEL]
+    return lines[:count]
 
 
 def _domain_results(output: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,5 +153,6 @@ def test_a_cancel_reaches_the_message_batch_and_keeps_what_finished(
         assert upstream["cancel_initiated_at"] is not None
         assert done["status"] == "cancelled"
         codes = {item["custom_id"]: item["error"] for item in output_lines(client, batch["id"])}
-        assert codes["cancel-002"] is not None and codes["cancel-002"]["code"] == "batch_cancelled"
-        assert codes["cancel-000"] is None and codes["cancel-001"] is None
+        first, second, pending = (item["custom_id"] for item in lines)
+        assert codes[pending] is not None and codes[pending]["code"] == "batch_cancelled"
+        assert codes[first] is None and codes[second] is None
