@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -118,7 +119,8 @@ def summarise(raw: Path) -> dict[str, Any]:
 
 def profile_worker(ctx: Context, settings: ServiceSettings, path: Path) -> dict[str, Any]:
     """Run ``path`` on one worker under py-spy; the phase split of its busy samples."""
-    spy = shutil.which("py-spy")
+    # The venv's own bin first: ``.venv/bin/python -m bench`` runs without an activated venv.
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
     with ctx.service("s3-profile", settings, workers=0) as service:

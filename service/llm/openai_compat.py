@@ -40,8 +40,10 @@ from service.llm.base import ChatReply, ChatRequest, Usage
 from service.llm.call_gate import pass_call_gate
 from service.llm.call_metrics import PARAMETER_REFUSED, AttemptRecord, AttemptRecords
 from service.llm.http_exchange import (
+    DIRECT,
     AnswerTooLarge,
     UpstreamAnswer,
+    env_proxy,
     exchange,
     new_session,
     scrub,
@@ -117,6 +119,7 @@ class OpenAICompatibleBackend:
         self._retrying = False
         self._client: aiohttp.ClientSession | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._proxy = DIRECT
         if limiter is not None:
             show_upstream_limit(upstream, limiter.limit)
         # Set on a view made by ``with_api_key``: the backend whose pool the view uses.
@@ -268,6 +271,7 @@ class OpenAICompatibleBackend:
                 connect_timeout=self.connect_timeout,
                 max_connections=self.max_connections,
             )
+            self._proxy = env_proxy(self.base_url)
             self._client_loop = loop
         return self._client
 
@@ -410,6 +414,7 @@ class OpenAICompatibleBackend:
                             if self._pool_owner is not None
                             else None
                         ),
+                        proxy=(self._pool_owner or self)._proxy,
                     )
                 except TimeoutError:
                     if self.limiter is not None:

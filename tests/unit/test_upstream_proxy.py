@@ -67,3 +67,37 @@ def test_calls_go_through_the_proxy_the_environment_names(
 
     assert asyncio.run(scenario()) == "via proxy"
     assert targets == ["http://llm.upstream.invalid/v1/chat/completions"]
+
+
+def test_no_proxy_sends_the_upstreams_calls_direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxied: list[str] = []
+    served: list[str] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append("direct")
+        await _answer_as_proxy(reader, writer, [])
+
+    async def scenario() -> str:
+        proxy = await asyncio.start_server(
+            lambda r, w: _answer_as_proxy(r, w, proxied), "127.0.0.1", 0
+        )
+        direct = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        backend = OpenAICompatibleBackend(
+            base_url=f"http://127.0.0.1:{direct.sockets[0].getsockname()[1]}/v1",
+            api_key=None,
+            model="m",
+            timeout=5,
+        )
+        try:
+            reply = await backend.complete(ChatRequest([{"role": "user", "content": "hi"}]))
+        finally:
+            await backend.aclose()
+            proxy.close()
+            direct.close()
+        return reply.content
+
+    assert asyncio.run(scenario()) == "via proxy"
+    assert served == ["direct"]
+    assert proxied == []
