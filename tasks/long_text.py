@@ -33,7 +33,7 @@ from tasks.base import AnyTask, TaskLimits, TaskRequest
 from tasks.chunking import Chunk, split_text
 from tasks.extract import merge_entities
 from tasks.outcome import TaskOutcome, merged_outcome
-from tasks.tokens import estimate_tokens
+from tasks.tokens import estimate_tokens, tokens_at_most
 
 # What ``tasks.execute`` passes in: one call's worth of task, with its re-asks.
 SingleRun = Callable[[AnyTask, TaskRequest, ChatBackend, TaskLimits], Awaitable[TaskOutcome]]
@@ -102,8 +102,11 @@ _MAX_OVERHEADS = 1024
 def plan_single_call(task: AnyTask, request: TaskRequest, context: int, cap: int) -> int | None:
     """The output cap of one call holding the whole text, or ``None`` when it must be split."""
     usable = int(context * CONTEXT_SHARE)
-    room = usable - prompt_overhead(task, request) - estimate_tokens(request.text)
     wanted = task.output_budget(request, cap)
+    room_left = usable - prompt_overhead(task, request)
+    if room_left - tokens_at_most(request.text) >= wanted:
+        return cap
+    room = room_left - estimate_tokens(request.text)
     if room >= wanted:
         return cap
     # A smaller budget still fits: fine as long as it leaves the answer a fair share.

