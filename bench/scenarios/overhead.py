@@ -1,16 +1,22 @@
 """Scenario 3, overhead-bound: 20,000 lines with an upstream that answers at once.
 
 With no latency to hide behind, lines/s measures what each line costs the
-service. Around the service's run Redis is asked how many commands and round
-trips it served and how many bytes the batch keeps; a second, smaller run under
-a sampling profiler says where the worker's time goes.
+service. It runs twice: with one worker process, whose CPU time per line is
+what bounds it (a worker is one Python process, so at most one core), and as
+the README's "Scaling out" lays it out, one worker per CPU, with the same 64
+calls in flight in all as the scripts. The second is held against the aiohttp
+script. Around the one-worker run Redis is asked how many commands and round
+trips it served and how many bytes the batch keeps; a further, smaller run
+under a sampling profiler says where the worker's time goes.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from typing import Any
 
-from bench import profile, redis_probe
+from bench import procs, profile, redis_probe
 from bench.report import Check, ScenarioResult, ratio
 from bench.runs import Context, baseline_run, capped_notes, failure_checks, service_run
 from bench.service import Service, ServiceSettings
@@ -26,6 +32,29 @@ def settings_for(ctx: Context) -> ServiceSettings:
     return ServiceSettings(
         llm_concurrency=ctx.sizes.overhead_concurrency, chunk_size=64, worker_threads=4
     )
+
+
+def per_cpu_settings(ctx: Context) -> ServiceSettings:
+    """One worker per CPU, sharing the scripts' concurrency between them."""
+    workers = max(1, os.cpu_count() or 1)
+    share = max(1, ctx.sizes.overhead_concurrency // workers)
+    return replace(settings_for(ctx), workers=workers, llm_concurrency=share)
+
+
+def _timed_run(ctx: Context, service: Service, path: Any) -> dict[str, Any]:
+    """A run with the CPU time its workers and its API spent per line."""
+    pids = [worker.pid for worker in service.workers]
+    for pid in pids:
+        procs.wait_until_quiet(pid)
+    before = [procs.cpu_ticks(pid) for pid in [*pids, service.api_pid]]
+    run = service_run(ctx, service, path, 0.0)
+    after = [procs.cpu_ticks(pid) for pid in [*pids, service.api_pid]]
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    lines = max(1, run["lines_measured"])
+    spent = [(end - start) * tick_us / lines for start, end in zip(before, after, strict=True)]
+    run["worker_cpu_us_per_line"] = round(sum(spent[:-1]), 1)
+    run["api_cpu_us_per_line"] = round(spent[-1], 1)
+    return run
 
 
 def _poll_cost(ctx: Context, service: Service, batch_id: str) -> dict[str, float]:
@@ -72,16 +101,23 @@ def run(ctx: Context) -> ScenarioResult:
     settings = settings_for(ctx)
     with ctx.service("s3-overhead", settings) as service:
         before = redis_probe.counters(ctx.redis_url)
-        textbatch = service_run(ctx, service, path, 0.0)
+        one_worker = _timed_run(ctx, service, path)
         moved = redis_probe.delta(before, redis_probe.counters(ctx.redis_url))
-        redis = redis_figures(ctx, service, textbatch, moved)
+        redis = redis_figures(ctx, service, one_worker, moved)
+    spread = per_cpu_settings(ctx)
+    with ctx.service("s3-overhead-per-cpu", spread) as service:
+        textbatch = _timed_run(ctx, service, path)
     naive = baseline_run(ctx, "naive", path, 0.0, sizes.overhead_concurrency)
     sdk = baseline_run(ctx, "sdk", path, 0.0, sizes.overhead_concurrency)
     plain = baseline_run(ctx, "aiohttp", path, 0.0, sizes.overhead_concurrency)
-    result = ScenarioResult("3", TITLE, settings=settings.as_record())
-    result.settings.update(latency_s=0.0, lines=sizes.overhead_lines)
+    result = ScenarioResult("3", TITLE, settings=spread.as_record())
+    result.settings.update(
+        latency_s=0.0, lines=sizes.overhead_lines, one_worker=settings.as_record()
+    )
     result.figures = {
         "textbatch": textbatch,
+        "one_worker": one_worker,
+        "one_worker_vs_aiohttp": ratio(one_worker["lines_per_s"], plain["lines_per_s"]),
         "naive": naive,
         "sdk": sdk,
         "aiohttp": plain,
@@ -100,12 +136,25 @@ def run(ctx: Context) -> ScenarioResult:
             "textbatch / naive lines/s", result.figures["vs_naive"], SHARE_OF_NAIVE, "x"
         ),
         Check.at_least(
-            "textbatch / aiohttp script lines/s",
+            f"textbatch ({spread.workers} workers, one per CPU) / aiohttp script lines/s",
             result.figures["vs_aiohttp"],
             SHARE_OF_AIOHTTP,
             "x",
         ),
         Check("textbatch lines/s", textbatch["lines_per_s"], "(reference)", None),
+        Check(
+            "one worker / aiohttp script lines/s",
+            result.figures["one_worker_vs_aiohttp"],
+            "(reference)",
+            None,
+        ),
+        Check("one worker lines/s", one_worker["lines_per_s"], "(reference)", None),
+        Check(
+            "one worker: its CPU µs per line",
+            one_worker["worker_cpu_us_per_line"],
+            "(reference)",
+            None,
+        ),
         Check("naive script lines/s", naive["lines_per_s"], "(reference)", None),
         Check("openai SDK script lines/s", sdk["lines_per_s"], "(reference)", None),
         Check("aiohttp script lines/s", plain["lines_per_s"], "(reference)", None),
@@ -113,7 +162,13 @@ def run(ctx: Context) -> ScenarioResult:
         Check("Redis commands per line", redis["commands_per_line"], "(reference)", None),
         Check("Redis bytes stored per line", redis["bytes_stored_per_line"], "(reference)", None),
     ]
-    runs = {"textbatch": textbatch, "naive": naive, "sdk": sdk, "aiohttp": plain}
+    runs = {
+        "textbatch": textbatch,
+        "one worker": one_worker,
+        "naive": naive,
+        "sdk": sdk,
+        "aiohttp": plain,
+    }
     result.checks.extend(failure_checks(runs))
     result.notes.extend(capped_notes(runs))
     return result
