@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
@@ -103,40 +103,54 @@ def defined() -> _Metrics:
 
 # -- recording ---------------------------------------------------------------------------
 
+# A metric's child per label values. prometheus_client's ``labels()`` checks the values
+# and takes a lock on every call, over three times the cost of the increment itself,
+# and a worker records several per line; label sets are bounded (see the module's
+# docstring), so the children are kept.
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
 
 def count_line_finished(task: str, outcome: str) -> None:
-    defined().lines_finished.labels(task, outcome).inc()
+    _child(defined().lines_finished, task, outcome).inc()
 
 
 def count_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float | None) -> None:
     """Tokens of one finished line, and its cost when the model is priced."""
     metrics = defined()
     if input_tokens:
-        metrics.tokens.labels(model, "input").inc(input_tokens)
+        _child(metrics.tokens, model, "input").inc(input_tokens)
     if output_tokens:
-        metrics.tokens.labels(model, "output").inc(output_tokens)
+        _child(metrics.tokens, model, "output").inc(output_tokens)
     if cost_usd:
-        metrics.cost.labels(model).inc(cost_usd)
+        _child(metrics.cost, model).inc(cost_usd)
 
 
 def count_upstream_call(
     upstream: str, status_class: str, retry_reason: str, seconds: float
 ) -> None:
     metrics = defined()
-    metrics.upstream_calls.labels(upstream, status_class, retry_reason).inc()
-    metrics.upstream_duration.labels(upstream).observe(seconds)
+    _child(metrics.upstream_calls, upstream, status_class, retry_reason).inc()
+    _child(metrics.upstream_duration, upstream).observe(seconds)
 
 
 def upstream_in_flight(upstream: str, change: int) -> None:
-    defined().upstream_in_flight.labels(upstream).inc(change)
+    _child(defined().upstream_in_flight, upstream).inc(change)
 
 
 def show_upstream_limit(upstream: str, limit: int) -> None:
-    defined().upstream_limit.labels(upstream).set(limit)
+    _child(defined().upstream_limit, upstream).set(limit)
 
 
 def capacity_waiting(priority: str, change: int) -> None:
-    defined().capacity_waiters.labels(priority).inc(change)
+    _child(defined().capacity_waiters, priority).inc(change)
 
 
 def count_ingest(lines: int, size: int) -> None:
