@@ -28,7 +28,6 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
 from enum import IntEnum
 from typing import Any, cast
 
@@ -164,17 +163,14 @@ class SharedCapacity:
     def _common_args(self) -> list[Any]:
         return [int(time.time() * 1000), self.capacity, self.lease_ms, self._grants_prefix]
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> _SharedSlot:
         """Hold one of the upstream's slots for the duration of a call."""
+        return _SharedSlot(self)
+
+    async def _hold(self) -> str:
         if self._idle and not self._others_waiting:
-            member = self._idle.pop()
-        else:
-            member = await self._take()
-        try:
-            yield
-        finally:
-            await self._put_back(member)
+            return self._idle.pop()
+        return await self._take()
 
     async def _take(self) -> str:
         """A slot from Redis; a batch line waits out a Redis restart instead of failing.
@@ -326,3 +322,21 @@ class SharedCapacity:
                 await self._reader
         if self._redis is not None:
             await self._redis.aclose()
+
+
+class _SharedSlot:
+    """``async with capacity.slot()``: a class, not a generator, as it runs for every call
+    (a generator-based context manager costs about six times as much)."""
+
+    __slots__ = ("_capacity", "_member")
+
+    def __init__(self, capacity: SharedCapacity) -> None:
+        self._capacity = capacity
+        self._member: str | None = None
+
+    async def __aenter__(self) -> None:
+        self._member = await self._capacity._hold()
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._member is not None:
+            await self._capacity._put_back(self._member)
