@@ -18,6 +18,7 @@ import orjson
 from service.errors import BatchRejected, InvalidRequest, LineFault, PayloadTooLarge
 from service.ids import new_id
 from service.intake.admission import LineAdmission
+from service.intake.custom_ids import SeenIds
 from service.intake.json_depth import depth_fault, nesting_depth_over, raw_depth_within
 from service.intake.templates import PromptResolver, ResolvedBody, names_prompt
 from service.intake.validation import CHAT_COMPLETIONS, LineRules, validate_line
@@ -67,7 +68,7 @@ class _Collector:
     more_faults: int = 0
     total: int = 0
     blank: int = 0
-    seen: set[str] = field(default_factory=set)
+    seen: SeenIds = field(default_factory=SeenIds)
     # Lines of the page being filled, and full pages not yet written.
     page: list[bytes] = field(default_factory=list)
     pages: list[bytes] = field(default_factory=list)
@@ -129,7 +130,7 @@ class _Collector:
         if len(fresh) != len(custom_ids) or not self.seen.isdisjoint(fresh):
             return False
         self.total += len(lines)
-        self.seen |= fresh
+        self.seen.update(fresh)
         self.urls.add(CHAT_COMPLETIONS)
         if not (self.faults or self.more_faults):
             self._append(lines)

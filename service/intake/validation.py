@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.errors import LineFault
+from service.intake.custom_ids import SeenIds
 from service.model_hints import (
     NO_DEFAULT_UPSTREAM,
     did_you_mean,
@@ -163,7 +164,7 @@ def validate_line(
     obj: Any,
     line: int,
     rules: LineRules,
-    seen_custom_ids: set[str],
+    seen_custom_ids: SeenIds | set[str],
     body_faults: list[LineFault] | None = None,
 ) -> list[LineFault]:
     """Every fault of one parsed input line; records its custom_id in ``seen_custom_ids``.

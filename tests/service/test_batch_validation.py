@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 import redis
 
 from tests.support.batches import line, submit, to_jsonl
-from tests.support.service import RunningService
+from tests.support.service import RunningService, start_service
 
 GOOD_BODY = {"model": "summarize", "text": "The quarterly report shows growth."}
 
@@ -128,6 +129,27 @@ def test_duplicate_custom_id_is_named(llm_service: RunningService) -> None:
         response = submit(client, [good("same"), good("other"), good("same")])
     error = assert_rejected(response, 3, "custom_id")
     assert error["lines"][0]["custom_id"] == "same"
+
+
+def test_a_repeat_far_into_a_large_batch_is_named(redis_url: str, tmp_path: Path) -> None:
+    # Past the first 65,536 ids the submission keeps digests, not the ids themselves.
+    count = 70_000
+    service = start_service(redis_url, tmp_path, workers=0, max_lines=str(count + 10))
+    try:
+        batches_before = batch_count(redis_url)
+        lines = [good(f"line-{n}") for n in range(count)] + [good("line-3")]
+        with service.client() as client:
+            response = submit(client, lines)
+            error = assert_rejected(response, count + 1, "custom_id")
+            assert error["lines"][0]["custom_id"] == "line-3"
+            assert len(error["lines"]) == 1
+            assert batch_count(redis_url) == batches_before
+            # Without the repeat the same lines are one batch.
+            accepted = submit(client, lines[:count])
+            assert accepted.status_code == 200, accepted.text
+            assert accepted.json()["request_counts"]["total"] == count
+    finally:
+        service.stop()
 
 
 def test_every_faulty_line_is_listed_up_to_100(llm_service: RunningService) -> None:

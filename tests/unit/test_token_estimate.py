@@ -85,7 +85,6 @@ def test_estimate_holds_for_any_mix_of_paragraphs(parts: list[str]) -> None:
     assert estimate_tokens(text) >= 0.9 * _real(text)
 
 
-
 # The characters that weigh most per character: one-letter words and digits between
 # symbols, runs of blanks, newlines, wide and other non-ASCII characters.
 _HEAVY = st.text(alphabet=st.sampled_from("a1.,; \t\n€é人한\U00020000"), max_size=400)
