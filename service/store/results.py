@@ -20,7 +20,7 @@ from service.store import keys
 from service.store.batches import redis_unavailable_as_router_error
 from service.store.lifecycle import BatchStatus
 from service.store.records import ChunkState, LineResult
-from service.store.scripts import lua_script
+from service.store.scripts import lua_script, reply_text
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,6 @@ ResultSelection = Literal["all", "succeeded", "failed"]
 #   then per result:
 #   index, output line, outcome, input tokens, output tokens, priced model, cached tokens.
 _RECORD_RESULTS = lua_script("record_results.lua")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _is_failed(bitmap: bytes, index: int) -> bool:
@@ -163,7 +159,7 @@ class ResultStore:
             ],
             args=args,
         )
-        added, final = int(reply[0]), _text(reply[1])
+        added, final = int(reply[0]), reply_text(reply[1])
         if final:
             completed, failed, total = (int(value) for value in reply[2:5])
             log.info(

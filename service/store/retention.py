@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from service.errors import Conflict, NotFound
 from service.store import keys
 from service.store.durability import DiskDurability, redis_unavailable_as_router_error
-from service.store.scripts import lua_script
+from service.store.scripts import lua_script, reply_text
 
 _DELETE_BATCH = lua_script("delete_batch.lua")
 DEFAULT_STEP = 1000
@@ -32,12 +32,6 @@ class DrainStep:
     results: int
     pages: int
     done: bool
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class BatchRemoval:
@@ -86,8 +80,8 @@ class BatchRemoval:
                     keys.batch(batch_id),
                     ["owner", "output_file_id", "error_file_id", "input_file_id"],
                 )
-            stored_owner, output_id, error_id, input_id = (_text(v) for v in raw)
-            outcome = _text(
+            stored_owner, output_id, error_id, input_id = (reply_text(v) for v in raw)
+            outcome = reply_text(
                 await self._delete(
                     keys=[
                         keys.batch(batch_id),
