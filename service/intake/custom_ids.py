@@ -71,11 +71,8 @@ class SeenIds:
     def _to_digests(self) -> None:
         exact, self._exact = self._exact, None
         assert exact is not None
-        slots = _FIRST_SLOTS
-        while len(exact) > slots * _MAX_LOAD:
-            slots *= 2
-        self._high = array("Q", bytes(8 * slots))
-        self._low = array("Q", bytes(8 * slots))
+        self._high = array("Q", bytes(8 * _FIRST_SLOTS))
+        self._low = array("Q", bytes(8 * _FIRST_SLOTS))
         for custom_id in exact:
             self._insert(*_digest(custom_id))
 
@@ -102,14 +99,11 @@ class SeenIds:
             self._grow()
 
     def _grow(self) -> None:
-        old_high, old_low = self._high, self._low
-        self._high = array("Q", bytes(16 * len(old_high)))
-        self._low = array("Q", bytes(16 * len(old_low)))
-        for high, low in zip(old_high, old_low, strict=True):
+        """Twice the slots, every digest placed again (none repeats, so none is dropped)."""
+        old = zip(self._high, self._low, strict=True)
+        self._high = array("Q", bytes(16 * len(self._high)))
+        self._low = array("Q", bytes(16 * len(self._low)))
+        self._count = 0
+        for high, low in old:
             if high:
-                mask = len(self._high) - 1
-                slot = (high >> 1) & mask
-                while self._high[slot]:
-                    slot = (slot + 1) & mask
-                self._high[slot] = high
-                self._low[slot] = low
+                self._insert(high, low)
